@@ -1,0 +1,14 @@
+"""hf_seg: SETR, RegionProxy, UN-EPT, SeMask-FPN and the MIT CSAIL ADE20K models as transformers models.
+
+``import hf_seg`` registers every family with ``AutoConfig``, ``AutoModelForSemanticSegmentation`` and
+``AutoImageProcessor``; nothing is compiled or built at import time.
+"""
+
+from .auto import register_auto_classes
+from .image_processing import HfSegImageProcessor
+
+__version__ = "0.1.0"
+
+register_auto_classes()
+
+__all__ = ["HfSegImageProcessor", "register_auto_classes", "__version__"]

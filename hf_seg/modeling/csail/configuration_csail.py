@@ -1,0 +1,77 @@
+"""Configuration of the MIT CSAIL ADE20K models (semantic-segmentation-pytorch)."""
+
+from __future__ import annotations
+
+from ...configuration_utils import HfSegConfig
+
+# channels of the feature maps each encoder returns, shallow to deep (the last one feeds the decoder)
+ENCODER_CHANNELS = {
+    "resnet18": (64, 128, 256, 512),
+    "resnet18dilated": (64, 128, 256, 512),
+    "resnet50": (256, 512, 1024, 2048),
+    "resnet50dilated": (256, 512, 1024, 2048),
+    "resnet101": (256, 512, 1024, 2048),
+    "resnet101dilated": (256, 512, 1024, 2048),
+    # CSAIL taps MobileNetV2 after the first block of the stride-4/8/16(dilated)/32(dilated) stages and at the end
+    "mobilenetv2dilated": (24, 32, 64, 160, 320),
+    # HRNetV2-W48 returns one map: its four branches upsampled and concatenated
+    "hrnetv2": (720,),
+}
+ENCODER_STRIDE = {name: 8 if name.endswith("dilated") else 32 for name in ENCODER_CHANNELS}
+ENCODER_STRIDE["hrnetv2"] = 4
+
+DECODERS = ("c1", "c1_deepsup", "ppm", "ppm_deepsup", "upernet", "upernet_lite")
+UPERNET_FPN_DIM = {"upernet": 512, "upernet_lite": 256}
+
+
+class CsailConfig(HfSegConfig):
+    r"""Encoder/decoder pair of the MIT CSAIL scene-parsing models.
+
+    Args:
+        encoder: one of ``resnet18[dilated]``, ``resnet50[dilated]``, ``resnet101[dilated]``, ``mobilenetv2dilated``,
+            ``hrnetv2`` (``dilated`` = output stride 8).
+        decoder: ``c1``, ``c1_deepsup``, ``ppm``, ``ppm_deepsup``, ``upernet`` (FPN width 512) or ``upernet_lite`` (256).
+        fc_dim: channels of the encoder's last map, as the original configs state it; checked against the encoder.
+        deep_sup_scale: weight of the deep-supervision loss (decoders ending in ``_deepsup``); 0.4 in every release.
+        pool_scales: grid sizes of the pyramid pooling in PPM/UPerNet.
+    """
+
+    model_type = "hfseg_csail"
+
+    def __init__(
+        self,
+        encoder: str = "resnet50dilated",
+        decoder: str = "ppm_deepsup",
+        fc_dim: int | None = None,
+        deep_sup_scale: float = 0.4,
+        pool_scales=(1, 2, 3, 6),
+        num_labels: int = 150,
+        **kwargs,
+    ):
+        self._check_choice("encoder", encoder, ENCODER_CHANNELS)
+        self._check_choice("decoder", decoder, DECODERS)
+        channels = ENCODER_CHANNELS[encoder]
+        if fc_dim is None:
+            fc_dim = channels[-1]
+        if fc_dim != channels[-1]:
+            raise ValueError(f"fc_dim={fc_dim} does not match encoder {encoder!r}, whose last map has {channels[-1]}")
+        if decoder.endswith("_deepsup") and len(channels) < 2:
+            raise ValueError(f"decoder {decoder!r} needs the encoder's second-to-last map; {encoder!r} returns one map")
+        if decoder.startswith("upernet") and channels != (256, 512, 1024, 2048):
+            raise ValueError(f"decoder {decoder!r} is built for ResNet-50/101 maps (256, 512, 1024, 2048), "
+                             f"not {encoder!r} {channels}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.fc_dim = fc_dim
+        self.deep_sup_scale = float(deep_sup_scale)
+        self.pool_scales = list(pool_scales)
+        super().__init__(num_labels=num_labels, **kwargs)
+
+    @property
+    def encoder_channels(self) -> tuple[int, ...]:
+        return ENCODER_CHANNELS[self.encoder]
+
+    @property
+    def output_stride(self) -> int:
+        """Stride of ``logits`` relative to the input."""
+        return 4 if self.decoder.startswith("upernet") else ENCODER_STRIDE[self.encoder]

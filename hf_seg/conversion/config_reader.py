@@ -39,7 +39,21 @@ def _read_yaml_config(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(f)
     if not isinstance(data, dict):
         raise ConfigError(f"{path} does not hold a mapping at its top level")
-    return data
+    return _decode_yacs_values(data)
+
+
+def _decode_yacs_values(value):
+    """yacs reads string values as Python literals when they parse as one, e.g. ``imgSizes: (300, 375)``."""
+    if isinstance(value, dict):
+        return {k: _decode_yacs_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode_yacs_values(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
 
 
 def _read_python_config(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:

@@ -1,0 +1,96 @@
+"""The ``hf-seg`` command line: convert, predict, models, kernels, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _convert(args) -> int:
+    from .conversion import ConfigError, ConversionError, convert_original
+
+    try:
+        _, _, report = convert_original(args.config, args.checkpoint, args.output, family=args.family)
+    except (ConfigError, ConversionError) as err:
+        print(f"hf-seg convert: {err}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _predict(args) -> int:
+    from .predict import predict_to_files
+
+    written = predict_to_files(args.image, args.model, args.out, label_path=args.labels_out, device=args.device)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _models(args) -> int:
+    from .zoo import list_models
+
+    rows = list_models(args.family)
+    if args.json:
+        import json
+
+        print(json.dumps([e.to_dict() for e in rows], indent=1))
+        return 0
+    header = ("name", "dataset", "crop", "test", "mIoU ss", "mIoU ms", "params M")
+    table = [header]
+    for e in rows:
+        fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
+        table.append((e.name, e.dataset, "x".join(map(str, e.crop_size)), e.test_mode,
+                      fmt(e.paper.miou_single_scale), fmt(e.paper.miou_multi_scale), fmt(e.paper.params_m)))
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(f"\n{len(rows)} models (paper numbers; weights as converted from the original checkpoints)")
+    return 0
+
+
+def _kernels(args) -> int:
+    from . import kernels
+
+    kernels.build(verbose=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hf-seg", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="convert an original config + checkpoint into a transformers folder")
+    p.add_argument("--config", required=True, help="the original repository's config file (.py or .yaml)")
+    p.add_argument("--checkpoint", required=True, nargs="+", help="original checkpoint file(s)")
+    p.add_argument("--output", required=True, help="folder to write")
+    p.add_argument("--family", help="refuse configs of any other family")
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("predict", help="segment an image and write a coloured overlay and the label PNG")
+    p.add_argument("image")
+    p.add_argument("--model", required=True, help="zoo name, converted folder or hub id")
+    p.add_argument("--out", required=True, help="overlay PNG to write")
+    p.add_argument("--labels-out", help="label PNG to write (default: next to --out, *_labels.png)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("models", help="list the model zoo")
+    p.add_argument("--family")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_models)
+
+    p = sub.add_parser("kernels", help="compiled kernels")
+    p.add_argument("action", choices=["build"])
+    p.set_defaults(func=_kernels)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

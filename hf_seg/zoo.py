@@ -48,6 +48,9 @@ class ZooEntry:
     license: str = ""
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # the row's name in the seed's facts (fixtures/<family>/zoo.json "models"[].name, e.g. the original config's
+    # stem); lets tests check that every released row has a preset and model cards name the original row
+    original_name: str = ""
 
     @property
     def hub_id(self) -> str:

@@ -84,10 +84,10 @@ class HfSegImageProcessor(BaseImageProcessor):
         self.resize_mode = resize_mode
         self.size = size
         self.scale = list(scale) if scale is not None else None
-        self.short_side = short_side
-        self.max_size = max_size
-        self.size_divisor = size_divisor
-        self.pad_size_divisor = pad_size_divisor
+        self.short_side = _positive_int_or_none("short_side", short_side)
+        self.max_size = _positive_int_or_none("max_size", max_size)
+        self.size_divisor = _positive_int_or_none("size_divisor", size_divisor)
+        self.pad_size_divisor = _positive_int_or_none("pad_size_divisor", pad_size_divisor)
         self.antialias = antialias
         self.do_rescale = do_rescale
         self.rescale_factor = rescale_factor
@@ -326,6 +326,14 @@ def _pad(tensor: torch.Tensor, size, value) -> torch.Tensor:
     if pad_h == 0 and pad_w == 0:
         return tensor
     return F.pad(tensor, (0, pad_w, 0, pad_h), value=value)
+
+
+def _positive_int_or_none(name: str, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -1,0 +1,648 @@
+"""Model cards for the zoo: one hub README per released row, generated from :mod:`hf_seg.zoo`.
+
+A card carries ``model-index`` metadata (``huggingface_hub``'s ``ModelCardData``/``EvalResult``, which the hub renders
+as an evaluation table) and a body with the seed's table row, the family's whole table for context, how to use and
+evaluate the model, how it was converted and the parity evidence, the license and the citation.
+
+What a card may claim:
+
+* paper numbers are the ones the zoo copied from the seed's README/paper and are labelled as reported there;
+* our own column says "not yet measured" until an evaluation JSON written by ``scripts/evaluate.py`` is attached
+  (``model_cards/<name>/eval*.json``, or ``--eval-json`` of ``scripts/generate_model_cards.py`` /
+  ``scripts/release.py``);
+* release verification numbers come only from a ``parity.json`` written by ``scripts/release.py``.
+
+``generate_cards(root)`` rewrites only the cards whose text changed, so regenerating is idempotent and cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .zoo import ZooEntry, get_entry, list_models
+
+CARD_FILE = "README.md"
+PARITY_FILE = "parity.json"
+EVAL_GLOB = "eval*.json"
+NOT_MEASURED = "not yet measured"
+REPRODUCTION_SOURCE = "hf_seg reproduction (scripts/evaluate.py)"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# facts per family (licenses as stated in each original repository's LICENSE/README; citations from the READMEs)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Citation:
+    title: str
+    url: str
+    bibtex: str
+
+
+@dataclass(frozen=True)
+class FamilyFacts:
+    display: str
+    repo: str
+    commit: str
+    license: str  # hub license id (lower-case SPDX)
+    license_name: str  # as the original states it
+    license_url: str
+    citations: tuple[Citation, ...]
+    fixtures: str  # folder name under the shared fixtures
+    license_note: str = ""
+
+
+_SETR_BIB = """@inproceedings{SETR,
+    title={Rethinking Semantic Segmentation from a Sequence-to-Sequence Perspective with Transformers},
+    author={Zheng, Sixiao and Lu, Jiachen and Zhao, Hengshuang and Zhu, Xiatian and Luo, Zekun and Wang, Yabiao and Fu, Yanwei and Feng, Jianfeng and Xiang, Tao and Torr, Philip H.S. and Zhang, Li},
+    booktitle={CVPR},
+    year={2021}
+}"""
+_SETR_HLG_BIB = """@article{SETR-HLG,
+  title={Vision transformers: From semantic segmentation to dense prediction},
+  author={Zhang, Li and Lu, Jiachen and Zheng, Sixiao and Zhao, Xinxuan and Zhu, Xiatian and Fu, Yanwei and Xiang, Tao and Feng, Jianfeng and Torr, Philip HS},
+  journal={International Journal of Computer Vision},
+  pages={1--21},
+  year={2024},
+  publisher={Springer}
+}"""
+_ADE_BIB_2018 = """@article{zhou2018semantic,
+  title={Semantic understanding of scenes through the ade20k dataset},
+  author={Zhou, Bolei and Zhao, Hang and Puig, Xavier and Xiao, Tete and Fidler, Sanja and Barriuso, Adela and Torralba, Antonio},
+  journal={International Journal on Computer Vision},
+  year={2018}
+}"""
+_ADE_BIB_2017 = """@inproceedings{zhou2017scene,
+  title={Scene Parsing through ADE20K Dataset},
+  author={Zhou, Bolei and Zhao, Hang and Puig, Xavier and Fidler, Sanja and Barriuso, Adela and Torralba, Antonio},
+  booktitle={Proceedings of the IEEE Conference on Computer Vision and Pattern Recognition},
+  year={2017}
+}"""
+_REGPROXY_BIB = """@article{zhang2022semantic,
+  title={Semantic Segmentation by Early Region Proxy},
+  author={Zhang, Yifan and Pang, Bo and Lu, Cewu},
+  journal={arXiv preprint arXiv:2203.14043},
+  year={2022}
+}"""
+_SEMASK_BIB = """@inproceedings{jain2023semask,
+  title={SeMask: Semantically Masked Transformers for Semantic Segmentation},
+  author={Jitesh Jain and Anukriti Singh and Nikita Orlov and Zilong Huang and Jiachen Li and Steven Walton and Humphrey Shi},
+  year={2023},
+  booktitle={ICCV Workshops 2023},
+}"""
+_UNEPT_BIB = """@article{zhu2021unified,
+  title={A Unified Efficient Pyramid Transformer for Semantic Segmentation},
+  author={Zhu, Fangrui and Zhu, Yi and Zhang, Li and Wu, Chongruo and Fu, Yanwei and Li, Mu},
+  journal={arXiv preprint arXiv:2107.14209},
+  year={2021}
+}"""
+
+_REGPROXY = FamilyFacts(
+    display="RegionProxy",
+    repo="https://github.com/YiF-Zhang/RegionProxy",
+    commit="76fea9b732af22f73aca129f1a2284d6e0fc2953",
+    license="mit", license_name="MIT License",
+    license_url="https://github.com/YiF-Zhang/RegionProxy/blob/main/LICENSE",
+    citations=(Citation("Semantic Segmentation by Early Region Proxy", "https://arxiv.org/abs/2203.14043", _REGPROXY_BIB),),
+    fixtures="regproxy",
+)
+
+FAMILIES: dict[str, FamilyFacts] = {
+    "csail": FamilyFacts(
+        display="MIT CSAIL semantic-segmentation-pytorch",
+        repo="https://github.com/CSAILVision/semantic-segmentation-pytorch",
+        commit="8f27c9b97d2ca7c6e05333d5766d144bf7d8c31b",
+        license="bsd-3-clause", license_name="BSD 3-Clause License",
+        license_url="https://github.com/CSAILVision/semantic-segmentation-pytorch/blob/master/LICENSE",
+        citations=(
+            Citation("Semantic Understanding of Scenes through the ADE20K Dataset", "https://arxiv.org/abs/1608.05442",
+                     _ADE_BIB_2018),
+            Citation("Scene Parsing through ADE20K Dataset",
+                     "http://people.csail.mit.edu/bzhou/publication/scene-parse-camera-ready.pdf", _ADE_BIB_2017),
+        ),
+        fixtures="csail",
+    ),
+    "setr": FamilyFacts(
+        display="SETR",
+        repo="https://github.com/fudan-zvg/SETR",
+        commit="1361561ffde90e07ed1b4f9cdbc10b88ce27e2f3",
+        license="mit", license_name="MIT License",
+        license_url="https://github.com/fudan-zvg/SETR/blob/main/LICENSE",
+        citations=(
+            Citation("Rethinking Semantic Segmentation from a Sequence-to-Sequence Perspective with Transformers",
+                     "https://arxiv.org/abs/2012.15840", _SETR_BIB),
+            Citation("Vision Transformers: From Semantic Segmentation to Dense Prediction",
+                     "https://arxiv.org/abs/2207.09339", _SETR_HLG_BIB),
+        ),
+        fixtures="setr",
+    ),
+    "regionproxy": _REGPROXY,
+    "regproxy": _REGPROXY,
+    "semask": FamilyFacts(
+        display="SeMask",
+        repo="https://github.com/Picsart-AI-Research/SeMask-Segmentation",
+        commit="16539be7df1e33a469da508091156e791e90ca2d",
+        license="apache-2.0", license_name="Apache License 2.0",
+        license_url="https://github.com/Picsart-AI-Research/SeMask-Segmentation/blob/main/LICENSE",
+        license_note="The repository's LICENSE grants Apache-2.0 for SeMask except for the third-party components "
+                     "it lists separately.",
+        citations=(Citation("SeMask: Semantically Masked Transformers for Semantic Segmentation",
+                            "https://arxiv.org/abs/2112.12782", _SEMASK_BIB),),
+        fixtures="semask",
+    ),
+    "unept": FamilyFacts(
+        display="UN-EPT (Unified-EPT)",
+        repo="https://github.com/amazon-science/unified-ept",
+        commit="48f74a6decc6d4321f9652e428ca2bd209a6e2cc",
+        license="apache-2.0", license_name="Apache License 2.0",
+        license_url="https://github.com/amazon-science/unified-ept/blob/main/LICENSE",
+        citations=(Citation("A Unified Efficient Pyramid Transformer for Semantic Segmentation",
+                            "https://arxiv.org/abs/2107.14209", _UNEPT_BIB),),
+        fixtures="unept",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class DatasetFacts:
+    name: str  # display name
+    hub_type: str  # EvalResult.dataset_type
+    split: str
+    hub_dataset: str | None = None  # a hub dataset id for ModelCardData.datasets, where one is well known
+
+
+DATASETS: dict[str, DatasetFacts] = {
+    "ade20k": DatasetFacts("ADE20K", "scene_parse_150", "validation", "scene_parse_150"),
+    "cityscapes": DatasetFacts("Cityscapes", "cityscapes", "validation"),
+    "pascal_context": DatasetFacts("PASCAL-Context", "pascal_context", "validation"),
+    # SeMask's COCO-Stuff 10k configs evaluate on images/test2014 (the 1k test images)
+    "coco_stuff": DatasetFacts("COCO-Stuff 10k", "coco_stuff_10k", "test"),
+    "camvid": DatasetFacts("CamVid", "camvid", "test"),
+}
+
+
+def family_facts(family: str) -> FamilyFacts | None:
+    return FAMILIES.get(family)
+
+
+def dataset_facts(dataset: str) -> DatasetFacts:
+    return DATASETS.get(dataset, DatasetFacts(dataset, dataset, "validation"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# measured results (evaluation JSONs from scripts/evaluate.py) and release verification (parity.json)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeasuredResult:
+    """One evaluation of our converted weights; numbers in percent like the paper tables."""
+
+    multi_scale: bool
+    miou: float
+    pixel_accuracy: float | None = None
+    mean_accuracy: float | None = None
+    protocol: str = ""
+    split: str | None = None
+    num_images: int | None = None
+    source: str = ""
+
+
+_TRUTHY_PROTOCOL_KEYS = ("aug_test", "tta", "multi_scale", "ms_flip", "multi_scale_flip")
+_SCALE_KEYS = ("scales", "img_ratios", "ratios", "scale_factors", "short_sides")
+
+
+def _percent(metrics: dict, percent_keys: Sequence[str], fraction_keys: Sequence[str]) -> float | None:
+    for key in percent_keys:
+        if metrics.get(key) is not None:
+            return float(metrics[key])
+    for key in fraction_keys:
+        if metrics.get(key) is not None:
+            value = float(metrics[key])
+            return value * 100.0 if value <= 1.0 else value  # evaluate's mean_iou returns fractions
+    return None
+
+
+def _records(data: Any) -> list[dict]:
+    if isinstance(data, list):
+        return [r for item in data for r in _records(item)]
+    if not isinstance(data, dict):
+        raise ValueError("an evaluation JSON holds an object or a list of objects")
+    for key in ("results", "evaluations"):
+        if isinstance(data.get(key), list):
+            return [r for item in data[key] for r in _records({**{k: v for k, v in data.items() if k != key}, **item})]
+    return [data]
+
+
+def parse_eval_json(data: Any, source: str = "", entry: ZooEntry | None = None) -> list[MeasuredResult]:
+    """Read what ``scripts/evaluate.py`` writes.
+
+    Accepted: an object (or a list of objects, or ``{"results": [...]}``) with the metric either flat or under
+    ``"metrics"``: ``mean_iou``/``overall_accuracy``/``mean_accuracy`` as ``evaluate``'s mean_iou returns them
+    (fractions) or ``mIoU``/``aAcc``/``mAcc`` in percent; the protocol flat or under ``"protocol"``: any of
+    ``aug_test``/``tta``/``multi_scale``/``ms_flip`` true, or more than one entry in ``scales``/``img_ratios``, means
+    multi-scale; ``flip``; optional ``test_mode``, ``split``, ``num_images``, ``dataset`` (must be the row's).
+    """
+    out = []
+    for record in _records(data):
+        metrics = record.get("metrics") if isinstance(record.get("metrics"), dict) else record
+        protocol = record.get("protocol") if isinstance(record.get("protocol"), dict) else {}
+        look = {**record, **protocol}
+        miou = _percent(metrics, ("mIoU", "miou"), ("mean_iou",))
+        if miou is None or not math.isfinite(miou):
+            raise ValueError(f"{source or 'evaluation JSON'}: no mIoU (mean_iou or mIoU) in {sorted(metrics)}")
+        scales = next((look[k] for k in _SCALE_KEYS if isinstance(look.get(k), (list, tuple))), None)
+        multi = any(bool(look.get(k)) for k in _TRUTHY_PROTOCOL_KEYS) or (scales is not None and len(scales) > 1)
+        flip = bool(look.get("flip")) or bool(look.get("aug_test")) or bool(look.get("ms_flip"))
+        if flip and not multi:
+            raise ValueError(f"{source or 'evaluation JSON'}: flip without multi-scale is not a protocol of the "
+                             "paper tables (single-scale, or multi-scale + flip)")
+        dataset = look.get("dataset")
+        if entry is not None and isinstance(dataset, str) and dataset:
+            norm = lambda s: s.lower().replace("-", "").replace("_", "").replace(" ", "")  # noqa: E731
+            if norm(entry.dataset) not in norm(dataset) and norm(dataset) not in norm(entry.dataset) and \
+                    norm(dataset_facts(entry.dataset).hub_type) != norm(dataset):
+                raise ValueError(f"{source or 'evaluation JSON'}: evaluated on {dataset!r}, but {entry.name} is a "
+                                 f"{entry.dataset} model")
+        parts = [str(look["test_mode"])] if look.get("test_mode") else []
+        if multi:
+            parts.append("multi-scale" + (" + flip" if flip else "") + (f" {list(scales)}" if scales else ""))
+        else:
+            parts.append("single-scale")
+        out.append(MeasuredResult(
+            multi_scale=multi, miou=round(miou, 2),
+            pixel_accuracy=_round(_percent(metrics, ("aAcc",), ("overall_accuracy", "pixel_accuracy"))),
+            mean_accuracy=_round(_percent(metrics, ("mAcc",), ("mean_accuracy",))),
+            protocol=", ".join(parts), split=look.get("split"),
+            num_images=int(look["num_images"]) if look.get("num_images") is not None else None, source=source,
+        ))
+    return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def read_eval_files(paths: Iterable[str | Path], entry: ZooEntry | None = None) -> list[MeasuredResult]:
+    results = []
+    for path in sorted(Path(p) for p in paths):
+        results.extend(parse_eval_json(json.loads(Path(path).read_text()), source=path.name, entry=entry))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, missing: str = "-") -> str:
+    if value is None:
+        return missing
+    return f"{value:g}"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _crop(entry: ZooEntry) -> str:
+    return "x".join(str(v) for v in entry.crop_size)
+
+
+def multi_scale_label(entry: ZooEntry) -> str:
+    return "multi-scale" if entry.paper.multi_scale_note else "multi-scale + flip"
+
+
+def test_protocol(entry: ZooEntry) -> str:
+    config = entry.config
+    if entry.test_mode == "slide":
+        crop = config.get("test_crop_size") or entry.crop_size
+        stride = config.get("test_stride")
+        text = f"sliding window {'x'.join(map(str, crop))}"
+        if stride:
+            text += f", stride {'x'.join(map(str, stride))}"
+    else:
+        text = "whole image"
+    return text
+
+
+def _processor_summary(entry: ZooEntry) -> str:
+    p = entry.processor
+    mode = p.get("resize_mode")
+    if mode == "keep_ratio" and p.get("scale"):
+        return f"keep-ratio resize to scale {tuple(p['scale'])} (long, short)"
+    if mode == "short_side" and p.get("short_side"):
+        text = f"resize the short side to {p['short_side']}"
+        if p.get("max_size"):
+            text += f" (long side at most {p['max_size']})"
+        if p.get("size_divisor"):
+            text += f", rounded up to a multiple of {p['size_divisor']}"
+        return text
+    if mode == "fixed" and p.get("size"):
+        return f"resize to {p['size']}"
+    return f"resize mode {mode!r}" if mode else "processor defaults"
+
+
+def _eval_results(entry: ZooEntry, measured: Sequence[MeasuredResult]):
+    from huggingface_hub import EvalResult
+
+    ds = dataset_facts(entry.dataset)
+    facts = family_facts(entry.family)
+    paper_url = facts.repo if facts else (entry.paper_url or None)
+    common = dict(task_type="image-segmentation", task_name="Semantic Segmentation", dataset_type=ds.hub_type,
+                  dataset_name=ds.name, dataset_split=ds.split)
+    results = []
+    paper = entry.paper
+    for value, mtype, name in (
+        (paper.miou_single_scale, "mean_iou", "mIoU (single-scale, reported)"),
+        (paper.miou_multi_scale, "mean_iou", f"mIoU ({multi_scale_label(entry)}, reported)"),
+        (paper.pixel_accuracy, "pixel_accuracy", "Pixel accuracy (single-scale, reported)"),
+    ):
+        if value is not None:
+            results.append(EvalResult(**common, metric_type=mtype, metric_name=name, metric_value=float(value),
+                                      source_name="Reported by the original authors (paper/README table)",
+                                      source_url=paper_url))
+    for m in measured:
+        tag = "multi-scale" if m.multi_scale else "single-scale"
+        split = m.split or ds.split
+        mcommon = {**common, "dataset_split": split}
+        results.append(EvalResult(**mcommon, metric_type="mean_iou", metric_name=f"mIoU ({tag}, hf_seg)",
+                                  metric_value=float(m.miou), source_name=REPRODUCTION_SOURCE))
+        if m.pixel_accuracy is not None:
+            results.append(EvalResult(**mcommon, metric_type="pixel_accuracy",
+                                      metric_name=f"Pixel accuracy ({tag}, hf_seg)",
+                                      metric_value=float(m.pixel_accuracy), source_name=REPRODUCTION_SOURCE))
+    return results
+
+
+def _measured_cells(measured: Sequence[MeasuredResult]) -> tuple[str, str, str]:
+    ss = [m for m in measured if not m.multi_scale]
+    ms = [m for m in measured if m.multi_scale]
+    pa = [m for m in ss if m.pixel_accuracy is not None]
+    return (fmt(ss[-1].miou) if ss else NOT_MEASURED, fmt(ms[-1].miou) if ms else NOT_MEASURED,
+            fmt(pa[-1].pixel_accuracy) if pa else NOT_MEASURED)
+
+
+def results_table(entry: ZooEntry, measured: Sequence[MeasuredResult] = ()) -> str:
+    p = entry.paper
+    has_pa = p.pixel_accuracy is not None or any(m.pixel_accuracy is not None for m in measured)
+    header = ["Source", "mIoU (single-scale)", f"mIoU ({multi_scale_label(entry)})"]
+    if has_pa:
+        header.append("Pixel acc. (single-scale)")
+    header += ["Params (M)", "FLOPs (G)", "FPS"]
+    paper_row = ["Paper/README (as reported)", fmt(p.miou_single_scale), fmt(p.miou_multi_scale)]
+    if has_pa:
+        paper_row.append(fmt(p.pixel_accuracy))
+    paper_row += [fmt(p.params_m), fmt(p.flops_g), fmt(p.fps)]
+    ss, ms, pa = _measured_cells(measured)
+    ours = ["hf_seg, these weights (our evaluation)", ss, ms]
+    if has_pa:
+        ours.append(pa)
+    ours += ["-", "-", "-"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in (paper_row, ours)]
+    return "\n".join(lines)
+
+
+def family_table(entry: ZooEntry, family_entries: Sequence[ZooEntry]) -> str:
+    header = ["Model", "Row in the original table", "Dataset", "Crop", "Test", "mIoU (ss)", "mIoU (ms)",
+              "Params (M)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for e in family_entries:
+        name = f"**{e.name}** (this model)" if e.name == entry.name else f"[{e.name}](https://huggingface.co/{e.hub_id})"
+        cells = [name, e.description, dataset_facts(e.dataset).name, _crop(e), e.test_mode,
+                 fmt(e.paper.miou_single_scale), fmt(e.paper.miou_multi_scale), fmt(e.paper.params_m)]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def evaluate_command(entry: ZooEntry, multi_scale: bool = False) -> str:
+    """The evaluation command for the paper's test protocol (the protocol itself is stored in the config)."""
+    cmd = f"python scripts/evaluate.py --model {entry.hub_id} --dataset {entry.dataset} --data-root /path/to/data"
+    if multi_scale:
+        cmd += " --multi-scale-flip"
+    return cmd + " --output eval.json"
+
+
+def _parity_section(entry: ZooEntry, parity: dict | None) -> str:
+    lines = [
+        "The original checkpoint was converted with `hf_seg.conversion` (`scripts/convert_original.py`, which "
+        "`scripts/release.py` runs): the original config is read without executing it, every tensor of the original "
+        "checkpoint is either mapped to a model tensor or dropped with a stated reason, every model tensor is "
+        "produced and every shape is checked. `conversion_report.json` in this repository lists the mapping.",
+        "",
+        f"Parity of the port: `tests/test_{entry.family}.py` converts checkpoints written by the original code and "
+        "checks the logits (and the training loss) against the original implementation's outputs within 1e-4 "
+        "relative.",
+        "",
+    ]
+    if parity:
+        status = "passed" if parity.get("passed") else "FAILED"
+        lines.append(f"Release verification of these weights ({status}): {parity.get('method', 'unknown method')}; "
+                     f"logits max abs diff {parity.get('max_abs_diff', float('nan')):.3g} "
+                     f"(tolerance {parity.get('tolerance', float('nan')):.3g} = {parity.get('rtol', 1e-4):g} x "
+                     f"max |expected| {parity.get('expected_scale', float('nan')):.3g}) on an input of shape "
+                     f"{parity.get('input_shape')}.")
+    else:
+        lines.append("Release verification of these exact weights: not yet recorded (`scripts/release.py` writes "
+                     "`parity.json` when it converts and checks a released checkpoint).")
+    return "\n".join(lines)
+
+
+def card_body(entry: ZooEntry, family_entries: Sequence[ZooEntry], measured: Sequence[MeasuredResult] = (),
+              parity: dict | None = None) -> str:
+    facts = family_facts(entry.family)
+    ds = dataset_facts(entry.dataset)
+    p = entry.paper
+    title = entry.paper_title or (facts.citations[0].title if facts else "")
+    paper_url = entry.paper_url or (facts.citations[0].url if facts else "")
+    out = [f"# {entry.name}", ""]
+    out.append(f"{entry.description}: a {facts.display if facts else entry.family} model for semantic segmentation "
+               f"on {ds.name}, ported to `transformers` by `hf_seg` "
+               f"(`{entry.family}` family, preset `{entry.name}`).")
+    out.append("")
+    if title:
+        out.append(f"Paper: [{title}]({paper_url})" if paper_url else f"Paper: {title}")
+    if facts:
+        out.append(f"Original code: [{facts.repo}]({facts.repo}) (commit `{facts.commit[:7]}`)")
+    if entry.original_name:
+        out.append(f"Original row: `{entry.original_name}`")
+    out.append("")
+
+    out += ["## Results", ""]
+    out.append(f"{ds.name} {ds.split} split, crop {_crop(entry)}, test protocol: {test_protocol(entry)}. "
+               f"The first row is copied from {entry.source_table or 'the original table'}; it is the authors' "
+               "measurement, not ours. The second row is our own evaluation of these converted weights with "
+               + ("`scripts/evaluate.py` (listed below)." if measured else
+                  f"`scripts/evaluate.py` and says \"{NOT_MEASURED}\" until one has been run and attached."))
+    out += ["", results_table(entry, measured), ""]
+    if p.multi_scale_note:
+        out += [f"Multi-scale protocol and figures as reported: {p.multi_scale_note}.", ""]
+    if measured:
+        out.append("Our evaluations:")
+        for m in measured:
+            extra = f", {m.num_images} images" if m.num_images else ""
+            acc = f", pixel accuracy {fmt(m.pixel_accuracy)}" if m.pixel_accuracy is not None else ""
+            out.append(f"- {m.protocol} ({m.split or ds.split}{extra}): mIoU {fmt(m.miou)}{acc} "
+                       f"(from `{m.source}`)")
+        out.append("")
+    if entry.notes:
+        out += [f"Notes on this row: {entry.notes}", ""]
+
+    out += [f"### The {facts.display if facts else entry.family} table (paper numbers)", "",
+            family_table(entry, family_entries), ""]
+
+    out += ["## How to use", "", "```python", "import hf_seg  # registers the model with the Auto classes",
+            "from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation, pipeline", "",
+            f'model = AutoModelForSemanticSegmentation.from_pretrained("{entry.hub_id}")',
+            f'processor = AutoImageProcessor.from_pretrained("{entry.hub_id}")',
+            "inputs = processor(images=image, return_tensors=\"pt\")",
+            "outputs = model(**inputs)  # logits at the head's resolution",
+            "segmentation = processor.post_process_semantic_segmentation(outputs, target_sizes=[image.size[::-1]])[0]",
+            "",
+            f'segmenter = pipeline("image-segmentation", model="{entry.hub_id}", subtask="semantic")',
+            "```", ""]
+    out.append(f"Preprocessing (the paper's test pipeline, stored in `preprocessor_config.json`): "
+               f"{_processor_summary(entry)}. `hf_seg.zoo.build_model(\"{entry.name}\")` builds the same "
+               "architecture with random weights.")
+    out += ["", "Evaluate with the paper's test protocol (`test_mode`, `test_crop_size` and `test_stride` are "
+            "stored in the config):", "", "```bash", evaluate_command(entry)]
+    if p.miou_multi_scale is not None:
+        out.append(evaluate_command(entry, multi_scale=True))
+    out += ["```", "", "Attach the JSON it writes to this card with "
+            f"`python scripts/generate_model_cards.py --eval-json {entry.name}=eval.json`.", ""]
+
+    out += ["## Conversion and parity", ""]
+    if entry.checkpoint_urls:
+        out.append("Original checkpoint: " + ", ".join(f"<{u}>" for u in entry.checkpoint_urls))
+    else:
+        out.append("The original authors released no checkpoint for this row: this card documents the preset; "
+                   "there are no trained weights to convert.")
+    out += ["", "```bash",
+            "python scripts/release.py --row " + entry.name + " --original-checkpoint CKPT [CKPT ...] "
+            "--original-config ORIGINAL_CONFIG --output DIR  # dry run; --push uploads",
+            "```", "", _parity_section(entry, parity), ""]
+
+    out += ["## License", ""]
+    if facts:
+        out.append(f"The original code and checkpoints come from {facts.repo}, released under the "
+                   f"[{facts.license_name}]({facts.license_url}). {facts.license_note}".rstrip())
+    elif entry.license:
+        out.append(f"The original repository's license: {entry.license}.")
+    out.append("")
+    if facts:
+        out += ["## Citation", ""]
+        for c in facts.citations:
+            out += ["```bibtex", c.bibtex, "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def build_card(entry: ZooEntry | str, family_entries: Sequence[ZooEntry] | None = None,
+               measured: Sequence[MeasuredResult] = (), parity: dict | None = None):
+    """The :class:`huggingface_hub.ModelCard` of one zoo row."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    entry = get_entry(entry) if isinstance(entry, str) else entry
+    if family_entries is None:
+        family_entries = list_models(entry.family)
+    facts = family_facts(entry.family)
+    ds = dataset_facts(entry.dataset)
+    license_id = facts.license if facts else (entry.license.lower() or None)
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-segmentation",
+        license=license_id,
+        datasets=[ds.hub_dataset] if ds.hub_dataset else None,
+        tags=["semantic-segmentation", "hf_seg", entry.family, "vision"],
+        model_name=entry.name,
+        eval_results=_eval_results(entry, measured),
+    )
+    body = card_body(entry, family_entries, measured, parity)
+    return ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n{{ body }}", body=body)
+
+
+def card_text(entry: ZooEntry | str, **kwargs) -> str:
+    text = str(build_card(entry, **kwargs))
+    return text if text.endswith("\n") else text + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the model_cards/ folder
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def card_dir(root: str | Path, name: str) -> Path:
+    return Path(root) / name
+
+
+def attachments(folder: Path, entry: ZooEntry) -> tuple[list[MeasuredResult], dict | None]:
+    measured = read_eval_files(folder.glob(EVAL_GLOB), entry=entry) if folder.is_dir() else []
+    parity_path = folder / PARITY_FILE
+    parity = json.loads(parity_path.read_text()) if parity_path.is_file() else None
+    return measured, parity
+
+
+@dataclass
+class GenerateResult:
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # check mode: cards that differ or are missing
+    orphans: list[str] = field(default_factory=list)  # folders with a card but no zoo row
+
+
+def generate_cards(root: str | Path, check: bool = False, names: Iterable[str] | None = None) -> GenerateResult:
+    """Write ``root/<name>/README.md`` for every zoo row (or ``names``); with ``check`` write nothing and report
+    which cards are stale or missing."""
+    root = Path(root)
+    result = GenerateResult()
+    entries = list_models()
+    by_family: dict[str, list[ZooEntry]] = {}
+    for e in entries:
+        by_family.setdefault(e.family, []).append(e)
+    wanted = set(names) if names is not None else None
+    for entry in entries:
+        if wanted is not None and entry.name not in wanted:
+            continue
+        folder = card_dir(root, entry.name)
+        measured, parity = attachments(folder, entry)
+        text = card_text(entry, family_entries=by_family[entry.family], measured=measured, parity=parity)
+        path = folder / CARD_FILE
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
+        if current == text:
+            result.unchanged.append(entry.name)
+        elif check:
+            result.stale.append(entry.name)
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            result.written.append(entry.name)
+    known = {e.name for e in entries}
+    if root.is_dir():
+        result.orphans = sorted(p.parent.name for p in root.glob(f"*/{CARD_FILE}") if p.parent.name not in known)
+    return result
+
+
+def attach_eval_json(root: str | Path, name: str, path: str | Path) -> Path:
+    """Validate an evaluation JSON against the row and copy it next to the row's card (``eval-<n>.json``)."""
+    entry = get_entry(name)
+    data = json.loads(Path(path).read_text())
+    parse_eval_json(data, source=str(path), entry=entry)  # refuse what the card could not show
+    folder = card_dir(root, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    existing = {p.name for p in folder.glob(EVAL_GLOB)}
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    for p in sorted(folder.glob(EVAL_GLOB)):
+        if p.read_text() == text:
+            return p  # attached already
+    index = 0
+    while f"eval-{index}.json" in existing:
+        index += 1
+    target = folder / f"eval-{index}.json"
+    target.write_text(text)
+    return target

@@ -9,6 +9,7 @@ from types import ModuleType
 FAMILY_MODULES = {
     "csail": "hf_seg.modeling.csail",
     "semask": "hf_seg.modeling.semask",
+    "unept": "hf_seg.modeling.unept",
 }
 
 

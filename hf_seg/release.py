@@ -1,0 +1,435 @@
+"""Releasing one zoo row: convert the original checkpoint, prove the conversion, write the hub folder, push on request.
+
+``scripts/release.py`` is the command line; everything it does lives here so that tests can drive it in-process.
+
+Steps of :func:`release`:
+
+1. convert the original config + checkpoint(s) with :func:`hf_seg.conversion.convert_original` (restricted to the
+   row's family);
+2. refuse a checkpoint of another row: the converted config must equal the row's preset on every architecture field
+   (protocol and training-only fields that differ are reported as warnings);
+3. verify the converted model against the original's outputs: ``expected`` logits stored with the conversion
+   (fixture format: ``input.safetensors`` with ``pixel_values``, ``expected.safetensors`` with ``logits``), or
+   recomputed with the original code when it is importable (CSAIL: ``mit_semseg``) — within 1e-4 relative;
+4. write the hub folder: ``model.safetensors``, ``config.json``, ``preprocessor_config.json``,
+   ``conversion_report.json``, ``parity.json``, attached evaluation JSONs and the model card ``README.md``;
+5. upload it only when ``push`` is set (a dry run prints what would be uploaded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .families import family_module
+from .label_sets import get_label_set
+from .zoo import ZooEntry, get_entry, list_models
+
+DEFAULT_RTOL = 1e-4
+# HfSegConfig's test-protocol fields: a difference is worth a warning, not a refusal
+PROTOCOL_FIELDS = ("test_mode", "test_crop_size", "test_stride", "semantic_loss_ignore_index")
+# fields that only matter for training (regularisation, initialisation, loss weights)
+TRAINING_ONLY = re.compile(r"(drop|dropout|init|loss|deep_sup|_weight$|^aux.*weight)")
+WRITTEN_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "conversion_report.json",
+                 "parity.json", "README.md")
+
+
+class ReleaseError(RuntimeError):
+    """A release that must not go ahead (wrong row, failed parity, no evidence)."""
+
+
+@dataclass
+class ArchitectureCheck:
+    mismatches: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (preset, converted)
+    warnings: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def describe(self, items: dict[str, tuple[Any, Any]]) -> str:
+        return "; ".join(f"{k}: row {a!r} vs checkpoint {b!r}" for k, (a, b) in sorted(items.items()))
+
+
+@dataclass
+class ReleaseResult:
+    entry: ZooEntry
+    output: Path
+    repo_id: str
+    files: dict[str, int]  # relative path -> bytes
+    architecture: ArchitectureCheck
+    parity: dict | None
+    pushed_url: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the row's preset vs the converted config
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def preset_config(entry: ZooEntry):
+    """The row's config (what :func:`hf_seg.zoo.build_config` builds), without needing ``entry`` in the registry."""
+    labels = get_label_set(entry.dataset)
+    return family_module(entry.family).CONFIG_CLASS(**entry.config, id2label=labels.id2label,
+                                                    num_labels=labels.num_labels)
+
+
+def _normalize(value):
+    if isinstance(value, (list, tuple)):
+        return [_normalize(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _normalize(v) for k, v in value.items()}
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _equal(a, b) -> bool:
+    a, b = _normalize(a), _normalize(b)
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(a)))
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def compare_architecture(entry: ZooEntry, converted_config) -> ArchitectureCheck:
+    """Compare every field the family config adds to transformers' base config, and the number of labels."""
+    from transformers import PretrainedConfig
+
+    preset = preset_config(entry)
+    if type(preset) is not type(converted_config):
+        return ArchitectureCheck({"config class": (type(preset).__name__, type(converted_config).__name__)})
+    base = set(PretrainedConfig().to_dict())
+    want, got = preset.to_dict(), converted_config.to_dict()
+    check = ArchitectureCheck()
+    keys = (set(want) | set(got)) - base - {"id2label", "label2id", "model_type", "transformers_version"}
+    for key in sorted(keys):
+        a, b = want.get(key), got.get(key)
+        if _equal(a, b):
+            continue
+        if key in PROTOCOL_FIELDS or TRAINING_ONLY.search(key):
+            check.warnings[key] = (a, b)
+        else:
+            check.mismatches[key] = (a, b)
+    if preset.num_labels != converted_config.num_labels:
+        check.mismatches["num_labels"] = (preset.num_labels, converted_config.num_labels)
+    return check
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# parity: stored outputs, or the original code
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def compare_logits(actual: torch.Tensor, expected: torch.Tensor, rtol: float = DEFAULT_RTOL) -> dict[str, Any]:
+    if tuple(actual.shape) != tuple(expected.shape):
+        return {"passed": False, "error": f"logits shape {tuple(actual.shape)} != expected {tuple(expected.shape)}",
+                "rtol": rtol}
+    diff = (actual.double() - expected.double()).abs().max().item()
+    scale = max(expected.double().abs().max().item(), 1e-12)
+    return {"passed": bool(diff <= rtol * scale), "max_abs_diff": diff, "expected_scale": scale,
+            "tolerance": rtol * scale, "rtol": rtol}
+
+
+@torch.no_grad()
+def _model_logits(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    model.eval()
+    return model(pixel_values=pixel_values).logits
+
+
+def _csail_checkpoint_pair(paths: Sequence[Path]) -> tuple[Path, Path]:
+    named = {("encoder" if "encoder" in p.name else "decoder" if "decoder" in p.name else p.name): p for p in paths}
+    if set(named) == {"encoder", "decoder"}:
+        return named["encoder"], named["decoder"]
+    if len(paths) != 2:
+        raise ReleaseError("CSAIL models are two checkpoint files (encoder, decoder)")
+    return paths[0], paths[1]
+
+
+def _load_original(module: torch.nn.Module, path: Path, what: str) -> None:
+    from .conversion import load_checkpoint_file
+
+    state = load_checkpoint_file(path)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    benign = re.compile(r".*(num_batches_tracked|_tmp_running_mean|_tmp_running_var|_running_iter)$")
+    missing = [k for k in missing if not benign.match(k)]
+    unexpected = [k for k in unexpected if not benign.match(k)]
+    if missing or unexpected:
+        raise ReleaseError(f"the original {what} does not load {path}: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+
+
+@torch.no_grad()
+def csail_original_logits(original: dict, checkpoints: Sequence[Path], pixel_values: torch.Tensor) -> torch.Tensor:
+    """The original CSAIL model's classifier output (before log-softmax/resize), computed with ``mit_semseg``."""
+    from mit_semseg.models import ModelBuilder
+
+    model_cfg, dataset = original["MODEL"], original.get("DATASET", {})
+    encoder_arch, decoder_arch = model_cfg["arch_encoder"].lower(), model_cfg["arch_decoder"].lower()
+    fc_dim = int(model_cfg.get("fc_dim", 2048))
+    num_class = int(dataset.get("num_class", 150))
+    encoder_path, decoder_path = _csail_checkpoint_pair([Path(p) for p in checkpoints])
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.pth"
+        torch.save({}, empty)  # a weights path stops ModelBuilder from downloading ImageNet weights
+        with contextlib.redirect_stdout(io.StringIO()):  # ModelBuilder prints "Loading weights for ..."
+            encoder = ModelBuilder.build_encoder(arch=encoder_arch, fc_dim=fc_dim, weights=str(empty))
+            decoder = ModelBuilder.build_decoder(arch=decoder_arch, fc_dim=fc_dim, num_class=num_class,
+                                                 weights=str(empty), use_softmax=False)
+    _load_original(encoder, encoder_path, f"encoder {encoder_arch}")
+    _load_original(decoder, decoder_path, f"decoder {decoder_arch}")
+    encoder.eval()
+    decoder.eval()
+    last = decoder.conv_last[-1] if isinstance(decoder.conv_last, torch.nn.Sequential) else decoder.conv_last
+    captured = {}
+    handle = last.register_forward_hook(lambda m, i, o: captured.setdefault("logits", o))
+    try:
+        decoder(encoder(pixel_values, return_feature_maps=True))
+    finally:
+        handle.remove()
+    return captured["logits"]
+
+
+def original_reference(family: str):
+    """A callable ``(original_cfg, checkpoints, pixel_values) -> logits`` running the original code, or None.
+
+    CSAIL uses ``mit_semseg`` when importable; a family module may provide ``original_logits`` with that signature.
+    """
+    if family == "csail":
+        try:
+            import mit_semseg  # noqa: F401
+        except ImportError:
+            return None
+        return csail_original_logits
+    return getattr(family_module(family), "original_logits", None)
+
+
+def verify(model, entry: ZooEntry, original: dict, checkpoints: Sequence[Path], expected: Path | None = None,
+           input_path: Path | None = None, input_size: Sequence[int] = (128, 128), rtol: float = DEFAULT_RTOL,
+           seed: int = 0) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    pixel_values = None
+    if input_path is not None:
+        inputs = load_file(str(input_path))
+        if "pixel_values" not in inputs:
+            raise ReleaseError(f"{input_path} has no 'pixel_values' tensor (keys: {sorted(inputs)})")
+        pixel_values = inputs["pixel_values"].float()
+    if expected is not None:
+        if pixel_values is None:
+            raise ReleaseError("--expected needs --input (the pixel_values the expected logits were computed on)")
+        stored = load_file(str(expected))
+        if "logits" not in stored:
+            raise ReleaseError(f"{expected} has no 'logits' tensor (keys: {sorted(stored)})")
+        reference, method = stored["logits"], f"stored original outputs ({Path(expected).name})"
+    else:
+        reference_fn = original_reference(entry.family)
+        if reference_fn is None:
+            raise ReleaseError(f"no parity evidence: pass --expected/--input with the original outputs, or install "
+                               f"the original {entry.family} code (or pass --no-verify to release unverified)")
+        if pixel_values is None:
+            generator = torch.Generator().manual_seed(seed)
+            pixel_values = torch.randn(1, 3, *input_size, generator=generator)
+        reference = reference_fn(original, checkpoints, pixel_values)
+        method = "recomputed with the original code" + (" (mit_semseg)" if entry.family == "csail" else "")
+    actual = _model_logits(model, pixel_values)
+    result = compare_logits(actual, reference, rtol)
+    result.update(method=method, input_shape=list(pixel_values.shape), row=entry.name)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the release
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _prepare_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise ReleaseError(f"{output} is not empty (pass --overwrite to replace the files a release writes)")
+        for name in WRITTEN_FILES:
+            (output / name).unlink(missing_ok=True)
+        for path in output.glob("eval*.json"):
+            path.unlink()
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def folder_listing(output: Path) -> dict[str, int]:
+    return {str(p.relative_to(output)): p.stat().st_size for p in sorted(output.rglob("*")) if p.is_file()}
+
+
+def push_folder(output: Path, repo_id: str, token: str | None = None, private: bool = False,
+                commit_message: str = "Release converted checkpoint", api=None) -> str:
+    """Create the hub repo if needed and upload ``output``; returns the repo URL."""
+    if api is None:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
+    api.upload_folder(folder_path=str(output), repo_id=repo_id, repo_type="model", commit_message=commit_message)
+    return f"https://huggingface.co/{repo_id}"
+
+
+def release(
+    row: str | ZooEntry,
+    original_checkpoints: Sequence[str | Path],
+    original_config: str | Path,
+    output: str | Path,
+    expected: str | Path | None = None,
+    input_path: str | Path | None = None,
+    eval_jsons: Sequence[str | Path] = (),
+    push: bool = False,
+    repo_id: str | None = None,
+    token: str | None = None,
+    private: bool = False,
+    no_verify: bool = False,
+    overwrite: bool = False,
+    input_size: Sequence[int] = (128, 128),
+    rtol: float = DEFAULT_RTOL,
+    api=None,
+) -> ReleaseResult:
+    from .conversion import read_config, save_converted
+    from .conversion import convert_original
+    from .model_cards import card_text, parse_eval_json
+
+    entry = get_entry(row) if isinstance(row, str) else row
+    checkpoints = [Path(p) for p in original_checkpoints]
+    output = Path(output)
+    repo_id = repo_id or entry.hub_id
+    messages = []
+    if not entry.checkpoint_urls:
+        messages.append(f"note: the zoo lists no released original checkpoint for {entry.name}")
+
+    evals = []  # validate before doing any work
+    for path in eval_jsons:
+        data = json.loads(Path(path).read_text())
+        parse_eval_json(data, source=str(path), entry=entry)
+        evals.append(data)
+
+    model, processor, report = convert_original(original_config, checkpoints, None, family=entry.family)
+    architecture = compare_architecture(entry, model.config)
+    if not architecture.ok:
+        raise ReleaseError(f"this checkpoint is not the architecture of {entry.name}: "
+                           f"{architecture.describe(architecture.mismatches)}")
+    if architecture.warnings:
+        messages.append(f"warning: fields that differ from the preset (protocol/training only): "
+                        f"{architecture.describe(architecture.warnings)}")
+
+    parity = None
+    if no_verify:
+        messages.append("warning: released WITHOUT a parity check (--no-verify)")
+    else:
+        parity = verify(model, entry, read_config(original_config), checkpoints,
+                        Path(expected) if expected else None, Path(input_path) if input_path else None,
+                        input_size=input_size, rtol=rtol)
+        if not parity["passed"]:
+            detail = parity.get("error") or (f"max abs diff {parity['max_abs_diff']:.3g} > tolerance "
+                                             f"{parity['tolerance']:.3g}")
+            raise ReleaseError(f"parity check failed for {entry.name} ({parity['method']}): {detail}")
+
+    _prepare_output(output, overwrite)
+    save_converted(model, processor, report, output, original_config, checkpoints)
+    # provenance without local paths: the hub folder names the original files only
+    provenance = json.loads((output / "conversion_report.json").read_text())
+    provenance["original_config"] = Path(original_config).name
+    provenance["original_checkpoints"] = [p.name for p in checkpoints]
+    provenance["original_checkpoint_urls"] = list(entry.checkpoint_urls)
+    provenance["zoo_row"] = entry.name
+    (output / "conversion_report.json").write_text(json.dumps(provenance, indent=1) + "\n")
+    if parity is not None:
+        (output / "parity.json").write_text(json.dumps(parity, indent=1, sort_keys=True) + "\n")
+    for index, data in enumerate(evals):
+        (output / f"eval-{index}.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    measured = []
+    for index, data in enumerate(evals):
+        measured += parse_eval_json(data, source=f"eval-{index}.json", entry=entry)
+    family_entries = list_models(entry.family)
+    if entry.name not in {e.name for e in family_entries}:
+        family_entries = [*family_entries, entry]
+    (output / "README.md").write_text(card_text(entry, family_entries=family_entries, measured=measured,
+                                                parity=parity), encoding="utf-8")
+
+    result = ReleaseResult(entry, output, repo_id, folder_listing(output), architecture, parity, messages=messages)
+    if push:
+        result.pushed_url = push_folder(output, repo_id, token=token, private=private, api=api,
+                                        commit_message=f"Release {entry.name} converted from the original checkpoint")
+    return result
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def build_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="release.py",
+        description="Convert an original checkpoint of a zoo row, verify it against the original outputs, write the "
+                    "hub folder (weights, config, processor config, model card) and, with --push, upload it.")
+    parser.add_argument("--row", required=True, help="zoo row name (`hf-seg models` lists them)")
+    parser.add_argument("--original-checkpoint", required=True, nargs="+", help="original checkpoint file(s)")
+    parser.add_argument("--original-config", required=True, help="the original repository's config file")
+    parser.add_argument("--output", required=True, help="hub folder to write")
+    parser.add_argument("--expected", help="safetensors with the original 'logits' on --input")
+    parser.add_argument("--input", help="safetensors with the 'pixel_values' to verify on")
+    parser.add_argument("--input-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
+                        help="random input size when recomputing with the original code (default 128 128)")
+    parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help="logits tolerance relative to max |expected|")
+    parser.add_argument("--eval-json", action="append", default=[], help="evaluation JSON from scripts/evaluate.py")
+    parser.add_argument("--no-verify", action="store_true", help="release without a parity check (the card says so)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the release files in a non-empty --output")
+    parser.add_argument("--push", action="store_true", help="upload to the hub (network and a token needed)")
+    parser.add_argument("--repo-id", help="hub repo (default: the row's hub id)")
+    parser.add_argument("--token", help="hub token (default: HF_TOKEN / the stored login)")
+    parser.add_argument("--private", action="store_true", help="create the hub repo private")
+    return parser
+
+
+def main(argv=None) -> int:
+    import sys
+
+    from .conversion import ConfigError, ConversionError
+
+    args = build_parser().parse_args(argv)
+    try:
+        result = release(args.row, args.original_checkpoint, args.original_config, args.output,
+                         expected=args.expected, input_path=args.input, eval_jsons=args.eval_json, push=args.push,
+                         repo_id=args.repo_id, token=args.token, private=args.private, no_verify=args.no_verify,
+                         overwrite=args.overwrite, input_size=args.input_size, rtol=args.rtol)
+    except (KeyError, ReleaseError, ConfigError, ConversionError, ValueError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"release: {message}", file=sys.stderr)
+        return 2
+    for message in result.messages:
+        print(message)
+    if result.parity is not None:
+        print(f"parity: {result.parity['method']}: logits max abs diff {result.parity['max_abs_diff']:.3g} "
+              f"<= {result.parity['tolerance']:.3g} on {result.parity['input_shape']}")
+    print(f"wrote {result.output}:")
+    for name, size in result.files.items():
+        print(f"  {name}  {_human(size)}")
+    if result.pushed_url:
+        print(f"pushed to {result.pushed_url}")
+    else:
+        print(f"dry run: would upload these {len(result.files)} files to https://huggingface.co/{result.repo_id} "
+              "(pass --push; needs network and a token: HF_TOKEN or `hf auth login`)")
+    return 0

@@ -28,7 +28,8 @@ class SeMaskConfig(HfSegConfig):
         depths / num_heads: Swin blocks and attention heads per stage.
         window_size: Swin window size (shifted every other block).
         semantic_window_size: window of the windowed semantic layers (never shifted).
-        num_semantic_blocks: semantic-attention blocks chained inside each stage's semantic layer (>= 1).
+        num_semantic_blocks: semantic-attention blocks chained inside each stage's semantic layer (>= 1; an int
+            or one per stage; ``None`` = 1 everywhere, as released).
         num_prior_classes: channels of the class-prior maps (the original backbone's ``num_cls``); ``None`` = the
             number of labels. The released COCO-Stuff models keep 150 while predicting 171 labels.
         semantic_layer_types: ``"windowed"`` or ``"global"`` per stage; ``None`` applies the original's rule
@@ -54,7 +55,7 @@ class SeMaskConfig(HfSegConfig):
         num_heads=(3, 6, 12, 24),
         window_size: int = 7,
         semantic_window_size: int = 7,
-        num_semantic_blocks=(1, 1, 1, 1),
+        num_semantic_blocks=None,
         num_prior_classes: int | None = None,
         semantic_layer_types=None,
         mlp_ratio: float = 4.0,
@@ -86,6 +87,8 @@ class SeMaskConfig(HfSegConfig):
             raise ValueError("depths must list at least one stage")
         if len(num_heads) != num_stages:
             raise ValueError(f"num_heads has {len(num_heads)} entries but depths has {num_stages} stages")
+        if num_semantic_blocks is None:
+            num_semantic_blocks = 1
         if isinstance(num_semantic_blocks, int):
             num_semantic_blocks = [num_semantic_blocks] * num_stages
         num_semantic_blocks = [int(n) for n in num_semantic_blocks]

@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from timm.layers import DropPath, Mlp, PatchEmbed, trunc_normal_
-from timm.models.swin_transformer import PatchMerging, WindowAttention, window_partition, window_reverse
+from timm.layers import DropPath, Mlp, PatchEmbed
+from timm.models.swin_transformer import (
+    PatchMerging, WindowAttention, get_relative_position_index, window_partition, window_reverse,
+)
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from ...layers import conv_bn_relu, resize
@@ -285,32 +288,33 @@ class SeMaskPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         # the original: truncated-normal(0.02) linears, unit LayerNorms, Kaiming convs in the head, classifier
-        # normal(0.01); the semantic attention starts switched off (mlp_res = 0, gamma = 0)
+        # normal(0.01); the semantic attention starts switched off (mlp_res = 0, gamma = 0). transformers'
+        # ``initialization`` functions skip tensors that were loaded from a checkpoint.
         if isinstance(module, nn.Linear):
-            trunc_normal_(module.weight, std=0.02)
+            init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            if isinstance(module, nn.BatchNorm2d):
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
         elif isinstance(module, nn.Conv2d):
-            if module.kernel_size == (1, 1) and module.out_channels == self.config.num_labels:
-                nn.init.normal_(module.weight, std=0.01)
+            if module is getattr(getattr(self, "decode_head", None), "conv_seg", None):
+                init.normal_(module.weight, std=0.01)
             else:
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
         elif isinstance(module, SemanticAttention):
-            nn.init.zeros_(module.mlp_res.weight)
-            nn.init.zeros_(module.gamma)
+            init.zeros_(module.mlp_res.weight)
+            init.zeros_(module.gamma)
         elif isinstance(module, WindowAttention):
-            trunc_normal_(module.relative_position_bias_table, std=0.02)
-            module.init_non_persistent_buffers()
+            init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+            init.copy_(module.relative_position_index, get_relative_position_index(*module.window_size))
         elif isinstance(module, SeMaskSwinBackbone) and module.absolute_pos_embed is not None:
-            trunc_normal_(module.absolute_pos_embed, std=0.02)
+            init.trunc_normal_(module.absolute_pos_embed, std=0.02)
 
 
 class SeMaskForSemanticSegmentation(SeMaskPreTrainedModel):

@@ -8,7 +8,9 @@ from types import ModuleType
 
 FAMILY_MODULES = {
     "csail": "hf_seg.modeling.csail",
+    "regionproxy": "hf_seg.modeling.regionproxy",
     "semask": "hf_seg.modeling.semask",
+    "setr": "hf_seg.modeling.setr",
     "unept": "hf_seg.modeling.unept",
 }
 

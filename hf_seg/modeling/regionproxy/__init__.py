@@ -1,0 +1,17 @@
+from .configuration_regionproxy import RegionProxyConfig
+from .convert_regionproxy import RegionProxyConverter
+from .modeling_regionproxy import (
+    RegionProxyForSemanticSegmentation,
+    RegionProxyPreTrainedModel,
+    RegionProxySegmenterOutput,
+    slide_inference,
+)
+
+CONFIG_CLASS = RegionProxyConfig
+MODEL_CLASS = RegionProxyForSemanticSegmentation
+CONVERTER = RegionProxyConverter
+
+__all__ = [
+    "RegionProxyConfig", "RegionProxyForSemanticSegmentation", "RegionProxyPreTrainedModel",
+    "RegionProxySegmenterOutput", "RegionProxyConverter", "slide_inference",
+]

@@ -11,7 +11,14 @@ This package imports no model code.
 
 import os
 
-from .segmentation import MeanIoU, fold_pair_counts, mean_iou, metrics_from_confusion, pair_counts
+from .segmentation import (
+    MeanIoU,
+    fold_pair_counts,
+    mean_iou,
+    merge_pair_counts,
+    metrics_from_confusion,
+    pair_counts,
+)
 from .trainer import logits_to_predictions, make_compute_metrics
 
 EVALUATE_MODULE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mean_iou")
@@ -23,6 +30,7 @@ __all__ = [
     "logits_to_predictions",
     "make_compute_metrics",
     "mean_iou",
+    "merge_pair_counts",
     "metrics_from_confusion",
     "pair_counts",
 ]

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["mean_iou", "MeanIoU", "metrics_from_confusion", "pair_counts", "fold_pair_counts"]
+__all__ = ["mean_iou", "MeanIoU", "metrics_from_confusion", "pair_counts", "merge_pair_counts", "fold_pair_counts"]
 
 # joint histograms of raw values use a dense bincount up to this many cells, np.unique above
 _DENSE_LIMIT = 1 << 24
@@ -151,6 +151,36 @@ def pair_counts(predictions, references) -> tuple[np.ndarray, np.ndarray, np.nda
     r_vals = nz // cols + rmin
     p_vals = nz % cols + pmin
     return r_vals.astype(np.int64), p_vals.astype(np.int64), counts
+
+
+def merge_pair_counts(triples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sum several ``(reference_values, prediction_values, counts)`` histograms into one (non-zero cells only)."""
+    triples = [t for t in triples if len(t[2])]
+    if not triples:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    if len(triples) == 1:
+        return triples[0]
+    r = np.concatenate([t[0] for t in triples]).astype(np.int64, copy=False)
+    p = np.concatenate([t[1] for t in triples]).astype(np.int64, copy=False)
+    c = np.concatenate([t[2] for t in triples]).astype(np.int64, copy=False)
+    rmin, pmin = int(r.min()), int(p.min())
+    rows, cols = int(r.max()) - rmin + 1, int(p.max()) - pmin + 1
+    if rows * cols < (1 << 62):
+        key = (r - rmin) * cols + (p - pmin)
+        if rows * cols <= _DENSE_LIMIT:
+            # float64 weights are exact for counts below 2**53
+            hist = np.bincount(key, weights=c, minlength=rows * cols)
+            nz = np.flatnonzero(hist)
+            return nz // cols + rmin, nz % cols + pmin, hist[nz].astype(np.int64)
+        uniq, inverse = np.unique(key, return_inverse=True)
+        counts = np.zeros(len(uniq), dtype=np.int64)
+        np.add.at(counts, inverse.reshape(-1), c)
+        return uniq // cols + rmin, uniq % cols + pmin, counts
+    uniq, inverse = np.unique(np.stack([r, p], axis=1), axis=0, return_inverse=True)
+    counts = np.zeros(len(uniq), dtype=np.int64)
+    np.add.at(counts, inverse.reshape(-1), c)
+    return uniq[:, 0].copy(), uniq[:, 1].copy(), counts
 
 
 def _reference_rows(values: np.ndarray, num_labels: int, ignore_index, label_map, reduce_labels) -> np.ndarray:

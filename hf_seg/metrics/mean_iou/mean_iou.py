@@ -8,9 +8,8 @@ of images. With ``num_process > 1`` the usual ``evaluate`` cache-and-gather path
 
 import datasets
 import evaluate
-import numpy as np
 
-from hf_seg.metrics import fold_pair_counts, mean_iou, metrics_from_confusion, pair_counts
+from hf_seg.metrics import fold_pair_counts, mean_iou, merge_pair_counts, metrics_from_confusion, pair_counts
 
 _DESCRIPTION = """
 IoU is the area of overlap between the predicted segmentation and the ground truth divided by the area of their union.
@@ -92,17 +91,7 @@ class MeanIoU(evaluate.Metric):
             self._hf_seg_pairs = [self._merged()]
 
     def _merged(self):
-        pairs = self._pairs()
-        if not pairs:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
-        r = np.concatenate([p[0] for p in pairs])
-        p_ = np.concatenate([p[1] for p in pairs])
-        c = np.concatenate([p[2] for p in pairs])
-        uniq, inverse = np.unique(np.stack([r, p_], axis=1), axis=0, return_inverse=True)
-        counts = np.zeros(len(uniq), dtype=np.int64)
-        np.add.at(counts, inverse.reshape(-1), c)
-        return uniq[:, 0].copy(), uniq[:, 1].copy(), counts
+        return merge_pair_counts(self._pairs())
 
     def add_batch(self, *, predictions=None, references=None, **kwargs):
         """Add a batch of (prediction, reference) maps."""

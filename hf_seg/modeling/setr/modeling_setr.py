@@ -87,7 +87,8 @@ class SetrVisionTransformer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + gh * gw, config.hidden_size))
         self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
         norm_layer = partial(nn.LayerNorm, eps=config.layer_norm_eps)
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        n = config.num_hidden_layers
+        rates = [config.drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # stochastic depth decay rule
         self.blocks = nn.ModuleList(
             Block(config.hidden_size, config.num_attention_heads, mlp_ratio=config.mlp_ratio,
                   qkv_bias=config.qkv_bias, proj_drop=config.hidden_dropout_prob,

@@ -91,7 +91,8 @@ class RegionProxyBackbone(nn.Module):
         self.dist_token = nn.Parameter(torch.zeros(1, 1, dim)) if config.distilled else None
         self.pos_embed = nn.Parameter(torch.zeros(1, grid_h * grid_w + config.num_extra_tokens, dim))
         self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
-        drop_path = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        depth = config.num_hidden_layers
+        drop_path = [config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear ramp from 0
         self.blocks = nn.ModuleList(
             Block(
                 dim, config.num_attention_heads, mlp_ratio=config.mlp_ratio, qkv_bias=config.qkv_bias,

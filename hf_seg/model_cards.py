@@ -31,6 +31,7 @@ PARITY_FILE = "parity.json"
 EVAL_GLOB = "eval*.json"
 NOT_MEASURED = "not yet measured"
 REPRODUCTION_SOURCE = "hf_seg reproduction (scripts/evaluate.py)"
+REPRODUCTION_CONFIG = "hf_seg-evaluation"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -371,13 +372,17 @@ def _eval_results(entry: ZooEntry, measured: Sequence[MeasuredResult]):
     for m in measured:
         tag = "multi-scale" if m.multi_scale else "single-scale"
         split = m.split or ds.split
-        mcommon = {**common, "dataset_split": split}
+        # model-index groups results by (task, dataset type/config/split/revision) and gives each group ONE source:
+        # our results carry their own dataset config so that they are never attributed to the paper (and back).
+        # The evaluation JSON travels with the card (model_cards/<name>/ and the hub folder).
+        mcommon = {**common, "dataset_split": split, "dataset_config": REPRODUCTION_CONFIG,
+                   "source_name": REPRODUCTION_SOURCE,
+                   "source_url": f"https://huggingface.co/{entry.hub_id}/blob/main/{Path(m.source).name}"}
         results.append(EvalResult(**mcommon, metric_type="mean_iou", metric_name=f"mIoU ({tag}, hf_seg)",
-                                  metric_value=float(m.miou), source_name=REPRODUCTION_SOURCE))
+                                  metric_value=float(m.miou)))
         if m.pixel_accuracy is not None:
             results.append(EvalResult(**mcommon, metric_type="pixel_accuracy",
-                                      metric_name=f"Pixel accuracy ({tag}, hf_seg)",
-                                      metric_value=float(m.pixel_accuracy), source_name=REPRODUCTION_SOURCE))
+                                      metric_name=f"Pixel accuracy ({tag}, hf_seg)", metric_value=float(m.pixel_accuracy)))
     return results
 
 

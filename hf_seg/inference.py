@@ -1,0 +1,358 @@
+"""Model-agnostic test-time inference: whole image, sliding window, multi-scale + flip TTA.
+
+The semantics are mmsegmentation's (``EncoderDecoder.slide_inference`` / ``whole_inference`` / ``aug_test`` and
+``MultiScaleFlipAug``), which is what the SETR, RegionProxy, SeMask and UN-EPT papers' numbers mean:
+
+* **slide**: windows of ``crop_size`` every ``stride``, ``h_grids = max(H - crop_h + stride_h - 1, 0) // stride_h + 1``
+  (same for w), the last window of each row/column aligned to the border (``y1 = max(min(y1 + crop_h, H) - crop_h,
+  0)``), each window's logits resized (bilinear) to the window size, summed, and divided by the count of windows
+  covering each pixel. Windows of all images are batched through the model (``batch_size`` crops per forward).
+  When the image is smaller than the crop, the crop is zero-padded (bottom/right, in normalised space) to the crop size
+  and the output cropped back (``pad_to_crop=True``, UN-EPT's behaviour; mmseg's own ``slide_inference`` feeds the
+  smaller crop instead: ``pad_to_crop=False``).
+* **whole**: one forward, logits resized (bilinear) to the input size.
+* **TTA** (``aug_inference``): views are made first (for each scale, unflipped then horizontally flipped), each view
+  runs whole or slide inference, its logits are resized to the output size, softmaxed, flipped back, and the
+  probabilities are averaged.
+
+``model_fn`` maps ``pixel_values`` [B, 3, h, w] to class scores [B, C, h', w'] at any stride. All functions here
+accept an HF model too (its ``.logits`` is used). Nothing here imports model code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch.nn import functional as F
+
+__all__ = [
+    "DEFAULT_TTA_SCALES",
+    "aug_inference",
+    "as_model_fn",
+    "num_windows",
+    "predict",
+    "resize_logits",
+    "scaled_size",
+    "slide_inference",
+    "slide_inference_reference",
+    "slide_windows",
+    "whole_inference",
+]
+
+DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _pair(value, name: str) -> tuple[int, int]:
+    if value is None:
+        raise ValueError(f"{name} is required")
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, dict):
+        return int(value["height"]), int(value["width"])
+    value = tuple(int(v) for v in value)
+    if len(value) != 2:
+        raise ValueError(f"{name} must be an int or (height, width), got {value}")
+    return value
+
+
+def as_model_fn(model) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Wrap a model (HF ``*ForSemanticSegmentation``, plain module or callable) as ``pixel_values -> logits``."""
+    if getattr(model, "_hf_seg_model_fn", False):
+        return model
+    keyword = _accepts_pixel_values(model)
+
+    def model_fn(pixel_values: torch.Tensor) -> torch.Tensor:
+        out = model(pixel_values=pixel_values) if keyword else model(pixel_values)
+        if isinstance(out, torch.Tensor):
+            return out
+        if hasattr(out, "logits"):
+            return out.logits
+        if isinstance(out, dict):
+            return out["logits"]
+        if isinstance(out, (tuple, list)):
+            return out[0]
+        raise TypeError(f"cannot find logits in a {type(out).__name__}")
+
+    model_fn._hf_seg_model_fn = True
+    return model_fn
+
+
+def _accepts_pixel_values(model) -> bool:
+    import inspect
+
+    forward = getattr(model, "forward", model)
+    try:
+        params = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "pixel_values" in params
+
+
+def resize_logits(logits: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
+    """Bilinear resize of [B, C, h, w] scores to ``size`` (no-op when already there)."""
+    size = _pair(size, "size")
+    if tuple(logits.shape[-2:]) == size:
+        return logits
+    return F.interpolate(logits, size=size, mode="bilinear", align_corners=align_corners)
+
+
+def slide_windows(height: int, width: int, crop_size, stride) -> list[tuple[int, int, int, int]]:
+    """mmseg's window grid: ``(y1, y2, x1, x2)`` per window, row-major, last windows aligned to the border."""
+    h_crop, w_crop = _pair(crop_size, "crop_size")
+    h_stride, w_stride = _pair(stride, "stride")
+    if min(h_crop, w_crop, h_stride, w_stride) <= 0:
+        raise ValueError("crop_size and stride must be positive")
+    h_grids = max(height - h_crop + h_stride - 1, 0) // h_stride + 1
+    w_grids = max(width - w_crop + w_stride - 1, 0) // w_stride + 1
+    windows = []
+    for h_idx in range(h_grids):
+        for w_idx in range(w_grids):
+            y2 = min(h_idx * h_stride + h_crop, height)
+            x2 = min(w_idx * w_stride + w_crop, width)
+            windows.append((max(y2 - h_crop, 0), y2, max(x2 - w_crop, 0), x2))
+    return windows
+
+
+def _window_count(height, width, windows, device) -> torch.Tensor:
+    count = torch.zeros((1, 1, height, width), dtype=torch.float32, device=device)
+    for y1, y2, x1, x2 in windows:
+        count[:, :, y1:y2, x1:x2] += 1
+    return count
+
+
+# ---------------------------------------------------------------------------------------------- whole / slide
+def whole_inference(model_fn, pixel_values: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+    """One forward; logits resized to the input size (mmseg ``encode_decode``). Returns float32 [B, C, H, W]."""
+    model_fn = _ensure_fn(model_fn)
+    logits = model_fn(pixel_values)
+    return resize_logits(logits.float(), pixel_values.shape[-2:], align_corners)
+
+
+def slide_inference(
+    model_fn,
+    pixel_values: torch.Tensor,
+    crop_size,
+    stride,
+    num_labels: int | None = None,
+    batch_size: int | None = None,
+    pad_to_crop: bool = True,
+    align_corners: bool = False,
+) -> torch.Tensor:
+    """Sliding-window inference with count-matrix averaging; windows batched through ``model_fn``.
+
+    Args:
+        model_fn: ``pixel_values -> logits`` (or a model).
+        pixel_values: [B, 3, H, W].
+        crop_size, stride: int or (height, width).
+        num_labels: expected number of classes (checked against the model's output when given).
+        batch_size: crops per forward (default: all windows of one image).
+        pad_to_crop: zero-pad crops of images smaller than ``crop_size`` up to it (see module docstring).
+        align_corners: of the bilinear resize of each window's logits to the window size.
+
+    Returns:
+        float32 [B, C, H, W] averaged logits.
+    """
+    model_fn = _ensure_fn(model_fn)
+    h_crop, w_crop = _pair(crop_size, "crop_size")
+    batch, _, height, width = pixel_values.shape
+    windows = slide_windows(height, width, (h_crop, w_crop), stride)
+    if batch_size is None:
+        batch_size = len(windows)
+    batch_size = max(1, int(batch_size))
+    # every window has the same size: the crop, or the whole side when the image is smaller
+    win_h, win_w = min(h_crop, height), min(w_crop, width)
+    pad = pad_to_crop and (win_h < h_crop or win_w < w_crop)
+    in_h, in_w = (h_crop, w_crop) if pad else (win_h, win_w)
+    jobs = [(b, w) for b in range(batch) for w in windows]  # image-major, windows row-major (mmseg's order)
+    preds = None
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        crops = torch.stack([pixel_values[b, :, y1:y2, x1:x2] for b, (y1, y2, x1, x2) in chunk])
+        if pad:
+            crops = F.pad(crops, (0, in_w - win_w, 0, in_h - win_h))
+        logits = resize_logits(model_fn(crops).float(), (in_h, in_w), align_corners)
+        if pad:
+            logits = logits[:, :, :win_h, :win_w]
+        if preds is None:
+            classes = logits.shape[1]
+            if num_labels is not None and classes != num_labels:
+                raise ValueError(f"model returned {classes} classes, expected num_labels={num_labels}")
+            preds = logits.new_zeros((batch, classes, height, width))
+        for i, (b, (y1, y2, x1, x2)) in enumerate(chunk):
+            preds[b, :, y1:y2, x1:x2] += logits[i]
+    preds /= _window_count(height, width, windows, preds.device)
+    return preds
+
+
+def slide_inference_reference(model_fn, pixel_values, crop_size, stride, num_labels: int, pad_to_crop: bool = True,
+                              align_corners: bool = False) -> torch.Tensor:
+    """Crop-by-crop sliding window written like mmseg's loop (``preds += F.pad(crop_logits, ...)``, a full-size
+    count matrix). Kept as the oracle for tests and the baseline for ``scripts/benchmark.py``."""
+    model_fn = _ensure_fn(model_fn)
+    h_crop, w_crop = _pair(crop_size, "crop_size")
+    batch, _, height, width = pixel_values.shape
+    preds = pixel_values.new_zeros((batch, num_labels, height, width), dtype=torch.float32)
+    count_mat = pixel_values.new_zeros((batch, 1, height, width), dtype=torch.float32)
+    for y1, y2, x1, x2 in slide_windows(height, width, (h_crop, w_crop), stride):
+        crop = pixel_values[:, :, y1:y2, x1:x2]
+        if pad_to_crop and (y2 - y1 < h_crop or x2 - x1 < w_crop):
+            padded = crop.new_zeros((batch, crop.shape[1], h_crop, w_crop))
+            padded[:, :, : y2 - y1, : x2 - x1] = crop
+            logit = resize_logits(model_fn(padded).float(), (h_crop, w_crop), align_corners)
+            logit = logit[:, :, : y2 - y1, : x2 - x1]
+        else:
+            logit = resize_logits(model_fn(crop).float(), crop.shape[-2:], align_corners)
+        preds += F.pad(logit, (int(x1), int(width - x2), int(y1), int(height - y2)))
+        count_mat[:, :, y1:y2, x1:x2] += 1
+    assert (count_mat == 0).sum() == 0
+    return preds / count_mat
+
+
+def _ensure_fn(model_fn):
+    return as_model_fn(model_fn)
+
+
+def _infer(model_fn, pixel_values, mode, crop_size, stride, num_labels, batch_size, pad_to_crop, align_corners):
+    if mode == "whole":
+        return whole_inference(model_fn, pixel_values, align_corners)
+    if mode == "slide":
+        return slide_inference(model_fn, pixel_values, crop_size, stride, num_labels=num_labels,
+                               batch_size=batch_size, pad_to_crop=pad_to_crop, align_corners=align_corners)
+    raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+
+
+# ---------------------------------------------------------------------------------------------- TTA
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """Size of a view at ``scale`` (rounded like mmseg's keep-ratio rescale)."""
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
+
+
+def aug_inference(
+    model_fn,
+    pixel_values: torch.Tensor | Sequence[torch.Tensor],
+    scales: Sequence[float] | None = DEFAULT_TTA_SCALES,
+    flip: bool = True,
+    mode: str = "whole",
+    crop_size=None,
+    stride=None,
+    output_size=None,
+    num_labels: int | None = None,
+    batch_size: int | None = None,
+    pad_to_crop: bool = True,
+    align_corners: bool = False,
+    flip_direction: str = "horizontal",
+) -> torch.Tensor:
+    """Multi-scale + flip test-time augmentation; returns averaged softmax probabilities [B, C, *output_size].
+
+    Args:
+        pixel_values: the preprocessed batch at scale 1.0 [B, 3, H, W]; each scale's view is it resized (bilinear)
+            by that ratio. Or a list of ready-made views (e.g. the processor run at each test scale, which reproduces
+            mmseg's resizing of the original image exactly); ``scales`` is then ignored.
+        scales: ratios; ``None`` means ``(1.0,)``.
+        flip: add a flipped copy of every view (mmseg order: per scale, unflipped then flipped).
+        mode, crop_size, stride, batch_size, pad_to_crop: how each view is run (see :func:`slide_inference`).
+        output_size: (height, width) of the result; default the size of ``pixel_values`` (or of the first view).
+    """
+    model_fn = _ensure_fn(model_fn)
+    if isinstance(pixel_values, torch.Tensor):
+        base = pixel_values
+        height, width = base.shape[-2:]
+        ratios = tuple(scales) if scales else (1.0,)
+        views = []
+        for ratio in ratios:
+            size = scaled_size(height, width, ratio)
+            views.append(base if size == (height, width) else
+                         F.interpolate(base, size=size, mode="bilinear", align_corners=False))
+    else:
+        views = list(pixel_values)
+        if not views:
+            raise ValueError("no views given")
+        height, width = views[0].shape[-2:]
+    out_size = _pair(output_size, "output_size") if output_size is not None else (height, width)
+    if flip_direction not in ("horizontal", "vertical"):
+        raise ValueError(f"flip_direction must be 'horizontal' or 'vertical', got {flip_direction!r}")
+    dim = 3 if flip_direction == "horizontal" else 2
+    total, n_views = None, 0
+    for view in views:
+        for flipped in ((False, True) if flip else (False,)):
+            inp = view.flip(dims=(dim,)) if flipped else view
+            logits = _infer(model_fn, inp, mode, crop_size, stride, num_labels, batch_size, pad_to_crop,
+                            align_corners)
+            probs = resize_logits(logits, out_size, align_corners).softmax(dim=1)
+            if flipped:
+                probs = probs.flip(dims=(dim,))
+            total = probs if total is None else total.add_(probs)
+            n_views += 1
+    return total / n_views
+
+
+# ---------------------------------------------------------------------------------------------- one call
+def predict(
+    model,
+    pixel_values: torch.Tensor,
+    mode: str | None = None,
+    crop_size=None,
+    stride=None,
+    scales: Sequence[float] | None = None,
+    flip: bool | None = None,
+    output_size=None,
+    batch_size: int | None = None,
+    pad_to_crop: bool | None = None,
+    align_corners: bool | None = None,
+    return_probabilities: bool = False,
+) -> torch.Tensor:
+    """Run a segmentation model with its test protocol and return scores at ``output_size``.
+
+    Unset arguments come from ``model.config`` when it has them: ``test_mode`` ("whole"/"slide"),
+    ``test_crop_size``, ``test_stride``, ``test_scales``, ``test_flip``, ``test_pad_to_crop``,
+    ``test_align_corners``. ``scales``/``flip`` switch on TTA (``scales=[1.0], flip=False`` is plain inference).
+
+    Returns:
+        float32 [B, C, *output_size] (default: the input size). Without TTA: the logits (resized bilinearly), or
+        their softmax with ``return_probabilities``. With TTA (several views): the averaged probabilities, returned
+        as their log unless ``return_probabilities`` -- so the result is always "logits" whose softmax is the
+        right probabilities and whose argmax is the prediction.
+    """
+    config = getattr(model, "config", None)
+
+    def cfg(name, default):
+        value = getattr(config, name, None) if config is not None else None
+        return default if value is None else value
+
+    mode = mode or cfg("test_mode", "whole")
+    crop_size = crop_size if crop_size is not None else cfg("test_crop_size", None)
+    stride = stride if stride is not None else cfg("test_stride", None)
+    scales = scales if scales is not None else cfg("test_scales", None)
+    flip = flip if flip is not None else bool(cfg("test_flip", False))
+    pad_to_crop = pad_to_crop if pad_to_crop is not None else bool(cfg("test_pad_to_crop", True))
+    align_corners = align_corners if align_corners is not None else bool(cfg("test_align_corners", False))
+    if mode == "slide":
+        if crop_size is None:
+            raise ValueError("mode='slide' needs crop_size (or config.test_crop_size)")
+        if stride is None:
+            stride = crop_size
+    num_labels = getattr(config, "num_labels", None) if config is not None else None
+    out_size = _pair(output_size, "output_size") if output_size is not None else tuple(pixel_values.shape[-2:])
+    model_fn = as_model_fn(model)
+    tta = flip or (scales is not None and tuple(scales) != (1.0,))
+    with torch.no_grad():
+        if tta:
+            probs = aug_inference(model_fn, pixel_values, scales=scales or (1.0,), flip=flip, mode=mode,
+                                  crop_size=crop_size, stride=stride, output_size=out_size, num_labels=num_labels,
+                                  batch_size=batch_size, pad_to_crop=pad_to_crop, align_corners=align_corners)
+            return probs if return_probabilities else probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+        logits = _infer(model_fn, pixel_values, mode, crop_size, stride, num_labels, batch_size, pad_to_crop,
+                        align_corners)
+        logits = resize_logits(logits, out_size, align_corners)
+        return logits.softmax(dim=1) if return_probabilities else logits
+
+
+def num_windows(height: int, width: int, crop_size, stride) -> int:
+    """How many windows :func:`slide_inference` runs on an image of this size."""
+    h_crop, w_crop = _pair(crop_size, "crop_size")
+    h_stride, w_stride = _pair(stride, "stride")
+    return (max(height - h_crop + h_stride - 1, 0) // h_stride + 1) * (
+        max(width - w_crop + w_stride - 1, 0) // w_stride + 1)
+

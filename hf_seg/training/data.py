@@ -1,0 +1,246 @@
+"""Training/evaluation datasets on top of a ``datasets.Dataset`` with image and annotation columns.
+
+The folder layouts and hub datasets are read by :mod:`hf_seg.data`; this module only turns rows into tensors:
+
+* :class:`TrainDataset`: the recipe's augmentation (``transforms.v2``) seeded per (run seed, epoch, index), so a
+  resumed run sees exactly the crops an uninterrupted one does, whatever the number of workers or processes. It is
+  indexed by *keys* ``epoch * len + index`` that :class:`EpochKeySampler` yields.
+* :class:`EvalDataset`: the processor's test-time resize (labels resized the same way, nearest).
+* :class:`SegmentationCollator`: pads a batch to a common size (images with 0, labels with the ignore index).
+* :func:`check_dataset`: the mistakes a user can make, found before training starts, with clear messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torchvision import tv_tensors
+
+from .transforms import seeded
+
+__all__ = ["TrainDataset", "EvalDataset", "EpochKeySampler", "SegmentationCollator", "check_dataset",
+           "DatasetCheckError", "to_image_tensor", "to_label_array"]
+
+
+class DatasetCheckError(ValueError):
+    """A dataset/model combination that cannot train; the message says what to change."""
+
+
+def to_image_tensor(image) -> torch.Tensor:
+    """A PIL image / numpy HWC / CHW tensor -> uint8 [3, H, W] RGB."""
+    if hasattr(image, "convert"):  # PIL
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=-1)
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    else:
+        tensor = torch.as_tensor(image)
+    if tensor.dtype != torch.uint8:
+        tensor = (tensor.float() * (255.0 if tensor.is_floating_point() and tensor.max() <= 1 else 1.0))
+        tensor = tensor.round().clamp(0, 255).to(torch.uint8)
+    if tensor.shape[0] == 4:
+        tensor = tensor[:3]
+    return tensor.contiguous()
+
+
+def to_label_array(annotation) -> np.ndarray:
+    if hasattr(annotation, "mode"):  # PIL: keep palette indices / 16-bit values
+        return np.array(annotation)
+    array = np.asarray(annotation)
+    if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
+        array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:-1])
+    return array
+
+
+class EpochKeySampler(torch.utils.data.Sampler):
+    """Yields ``epoch * n + index`` for a permutation of ``range(n)`` that depends only on (seed, epoch)."""
+
+    def __init__(self, num_samples: int, seed: int = 0, shuffle: bool = True):
+        self.num_samples = num_samples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+            order = torch.randperm(self.num_samples, generator=generator).tolist()
+        else:
+            order = range(self.num_samples)
+        base = self.epoch * self.num_samples
+        return iter(base + i for i in order)
+
+
+class TrainDataset(torch.utils.data.Dataset):
+    """Rows of ``dataset`` through ``transforms(image, mask)``; returns ``pixel_values`` [3, h, w] and ``labels``.
+
+    ``label_fn`` maps a raw annotation array to training ids (label map, label reduction, ignore index);
+    ``extra_targets(labels) -> dict`` adds family-specific targets computed on the augmented labels (UN-EPT's
+    distance/direction maps).
+    """
+
+    def __init__(self, dataset, transforms, label_fn: Callable[[np.ndarray], np.ndarray], seed: int = 0,
+                 image_column: str = "image", label_column: str = "annotation",
+                 extra_targets: Callable[[torch.Tensor], dict] | None = None):
+        self.dataset = dataset
+        self.transforms = transforms
+        self.label_fn = label_fn
+        self.seed = seed
+        self.image_column = image_column
+        self.label_column = label_column
+        self.extra_targets = extra_targets
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        row = self.dataset[int(index)]
+        image = to_image_tensor(row[self.image_column])
+        labels = torch.from_numpy(np.asarray(self.label_fn(to_label_array(row[self.label_column])), dtype=np.int64))
+        return image, labels
+
+    def __getitem__(self, key: int) -> dict:
+        key = int(key)
+        image, labels = self.load(key % len(self))
+        with seeded((self.seed * 1_000_003 + key) % (2**63 - 1)):
+            image, mask = self.transforms(tv_tensors.Image(image), tv_tensors.Mask(labels))
+        item = {"pixel_values": image.as_subclass(torch.Tensor),
+                "labels": mask.as_subclass(torch.Tensor).to(torch.int64)}
+        if self.extra_targets is not None:
+            item.update(self.extra_targets(item["labels"]))
+        return item
+
+
+class EvalDataset(torch.utils.data.Dataset):
+    """Rows of ``dataset`` resized by the processor's test protocol (no augmentation)."""
+
+    def __init__(self, dataset, processor, label_fn, image_column: str = "image", label_column: str = "annotation"):
+        self.dataset = dataset
+        self.processor = test_time_processor(processor)
+        self.label_fn = label_fn
+        self.image_column = image_column
+        self.label_column = label_column
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.dataset[int(index)]
+        image = to_image_tensor(row[self.image_column])
+        labels = torch.from_numpy(np.asarray(self.label_fn(to_label_array(row[self.label_column])), dtype=np.int64))
+        batch = self.processor(images=image, segmentation_maps=labels)
+        return {"pixel_values": batch["pixel_values"][0], "labels": batch["labels"][0]}
+
+
+def test_time_processor(processor):
+    """A copy of ``processor`` that resizes and normalises but leaves labels as they are (they are training ids
+    already) and does not pad (the collator pads batches)."""
+    settings = processor.to_dict()
+    for key in ("image_processor_type", "processor_class", "auto_map", "_processor_class"):
+        settings.pop(key, None)
+    settings.update(do_reduce_labels=False, label_map=None, pad_size_divisor=None)
+    return type(processor)(**settings)
+
+
+@dataclass
+class SegmentationCollator:
+    """Stack samples, padding bottom/right to the batch's largest size (or ``canvas``), rounded up to
+    ``size_divisor``: images with 0 (after normalisation, as mmseg), labels with ``ignore_index``."""
+
+    ignore_index: int = 255
+    size_divisor: int | None = None
+    canvas: tuple[int, int] | None = None
+
+    def __call__(self, samples: list[dict]) -> dict:
+        height = max(s["pixel_values"].shape[-2] for s in samples)
+        width = max(s["pixel_values"].shape[-1] for s in samples)
+        if self.canvas is not None:
+            height, width = max(height, self.canvas[0]), max(width, self.canvas[1])
+        if self.size_divisor:
+            d = self.size_divisor
+            height, width = -(-height // d) * d, -(-width // d) * d
+        batch = {}
+        for key in samples[0]:
+            values = [s[key] for s in samples]
+            if not isinstance(values[0], torch.Tensor) or values[0].dim() < 2:
+                batch[key] = torch.stack([torch.as_tensor(v) for v in values]) if isinstance(
+                    values[0], torch.Tensor) else values
+                continue
+            fill = self.ignore_index if not values[0].is_floating_point() else 0.0
+            padded = [F.pad(v, (0, width - v.shape[-1], 0, height - v.shape[-2]), value=fill) for v in values]
+            batch[key] = torch.stack(padded)
+        return batch
+
+
+# -------------------------------------------------------------------------------------------------- checks
+def check_dataset(dataset, label_fn, num_labels: int, ignore_index: int, split: str = "train",
+                  image_column: str = "image", label_column: str = "annotation", max_samples: int | None = 100,
+                  crop_size=None, min_scale: float | None = None, pad_small: bool = True) -> dict:
+    """Look at up to ``max_samples`` rows (``None``: all) and refuse what cannot train, before training starts.
+
+    Returns facts found on the way (``sizes``, ``label_ids``). Raises :class:`DatasetCheckError` for: no rows,
+    missing columns, unreadable images, image/label size mismatch, label ids outside ``[0, num_labels)`` other than
+    ``ignore_index``, maps with no labelled pixel at all, and images smaller than the crop when the recipe does not
+    allow padding.
+    """
+    if dataset is None or len(dataset) == 0:
+        raise DatasetCheckError(f"the {split} split has no images: check the dataset path and its folder layout")
+    columns = getattr(dataset, "column_names", None)
+    if columns is not None:
+        missing = [c for c in (image_column, label_column) if c not in columns]
+        if missing:
+            raise DatasetCheckError(f"the {split} split has no column(s) {missing}; its columns are {columns} "
+                                    f"(use --image-column/--label-column)")
+    count = len(dataset) if max_samples is None else min(len(dataset), max_samples)
+    # spread the checked rows over the whole split
+    indices = np.unique(np.linspace(0, len(dataset) - 1, num=count).round().astype(int)) if count else []
+    seen_ids: set[int] = set()
+    sizes = []
+    labelled = 0
+    for index in indices:
+        row = dataset[int(index)]
+        try:
+            image = to_image_tensor(row[image_column])
+        except Exception as err:  # noqa: BLE001 - report which row
+            raise DatasetCheckError(f"{split} row {index}: cannot read the image ({err})") from err
+        raw = to_label_array(row[label_column])
+        if raw.ndim != 2:
+            raise DatasetCheckError(f"{split} row {index}: the annotation has shape {raw.shape}; expected a single-"
+                                    f"channel class-id map (colour-coded annotations need converting to ids first)")
+        if tuple(raw.shape) != tuple(image.shape[-2:]):
+            raise DatasetCheckError(f"{split} row {index}: image is {tuple(image.shape[-2:])} (H, W) but its label map "
+                                    f"is {tuple(raw.shape)}; every label map must have its image's size")
+        labels = np.asarray(label_fn(raw))
+        ids = np.unique(labels)
+        bad = [int(v) for v in ids if v != ignore_index and not 0 <= v < num_labels]
+        if bad:
+            raise DatasetCheckError(
+                f"{split} row {index}: label ids {bad[:10]} are outside [0, {num_labels}) and are not the ignore index "
+                f"{ignore_index}. The model has {num_labels} classes: use a dataset with at most that many, a model "
+                f"built for this dataset's classes (--ignore-mismatched-sizes re-initialises the classifier for the "
+                f"dataset's labels), or fix the dataset's label mapping (reduce_labels / label_map)")
+        seen_ids.update(int(v) for v in ids if v != ignore_index)
+        labelled += int((labels != ignore_index).sum())
+        sizes.append(tuple(image.shape[-2:]))
+    if len(indices) and labelled == 0:
+        raise DatasetCheckError(f"the checked {split} label maps contain only the ignore index {ignore_index}: "
+                                f"nothing to learn (wrong label mapping?)")
+    if crop_size is not None and sizes and not pad_small:
+        scale = min_scale if min_scale is not None else 1.0
+        small = [s for s in sizes if s[0] * scale < crop_size[0] or s[1] * scale < crop_size[1]]
+        if small:
+            raise DatasetCheckError(
+                f"{len(small)} checked {split} images (e.g. {small[0]}, x{scale:g} after the random rescale) are smaller "
+                f"than the crop {tuple(crop_size)} and this recipe does not pad: pass a smaller --crop-size")
+    return {"sizes": sizes, "label_ids": sorted(seen_ids), "checked": len(indices)}

@@ -10,7 +10,7 @@
 // type (float for half / bfloat16 inputs).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
-#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
@@ -29,9 +29,12 @@ __device__ __forceinline__ bool row_ok(int64_t row, int64_t start, int64_t S) {
 
 template <int G>
 __device__ __forceinline__ unsigned group_mask() {
-  if (G == 32) return 0xffffffffu;
-  const unsigned lane_in_warp = threadIdx.x & 31u;
-  return ((1u << G) - 1u) << (lane_in_warp & ~static_cast<unsigned>(G - 1));
+  if constexpr (G == 32) {
+    return 0xffffffffu;
+  } else {
+    const unsigned lane_in_warp = threadIdx.x & 31u;
+    return ((1u << G) - 1u) << (lane_in_warp & ~static_cast<unsigned>(G - 1));
+  }
 }
 
 template <int G, typename T>
@@ -181,7 +184,7 @@ at::Tensor forward_cuda(const at::Tensor& value, const at::Tensor& spatial_shape
   const int64_t items = d.B * d.Q * d.M;
   if (out.numel() == 0) return out;
   const int G = group_size(d.D);
-  const auto stream = at::cuda::getCurrentCUDAStream();
+  const auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, v.scalar_type(), "hf_seg_msda_forward_cuda", [&] {
         HFSEG_DISPATCH_GROUP(G, [&] {
@@ -216,7 +219,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward_cuda(
   const int64_t items = d.B * d.Q * d.M;
   if (items * d.L * d.P > 0 && d.D > 0) {
     const int G = group_size(d.D);
-    const auto stream = at::cuda::getCurrentCUDAStream();
+    const auto stream = c10::cuda::getCurrentCUDAStream();
     AT_DISPATCH_FLOATING_TYPES_AND2(
         at::kHalf, at::kBFloat16, v.scalar_type(), "hf_seg_msda_backward_cuda", [&] {
           using acc_t = at::opmath_type<scalar_t>;

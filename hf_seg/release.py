@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .families import family_module
-from .label_sets import get_label_set
+from .label_sets import available_label_sets, get_label_set
 from .zoo import ZooEntry, get_entry, list_models
 
 DEFAULT_RTOL = 1e-4
@@ -80,9 +80,13 @@ class ReleaseResult:
 
 def preset_config(entry: ZooEntry):
     """The row's config (what :func:`hf_seg.zoo.build_config` builds), without needing ``entry`` in the registry."""
-    labels = get_label_set(entry.dataset)
-    return family_module(entry.family).CONFIG_CLASS(**entry.config, id2label=labels.id2label,
-                                                    num_labels=labels.num_labels)
+    kwargs = dict(entry.config)
+    if entry.dataset in available_label_sets():
+        labels = get_label_set(entry.dataset)
+        kwargs.update(id2label=labels.id2label, num_labels=labels.num_labels)
+    elif "num_labels" not in kwargs:
+        raise ReleaseError(f"{entry.name}: dataset {entry.dataset!r} is no label set and the config has no num_labels")
+    return family_module(entry.family).CONFIG_CLASS(**kwargs)
 
 
 def _normalize(value):

@@ -245,6 +245,17 @@ class SetrConfig(HfSegConfig):
         return index % levels
 
     @property
+    def test_align_corners(self) -> bool:
+        """Read by ``hf_seg.inference``: mmseg's encode_decode resizes with the decode head's ``align_corners``."""
+        return self.decode_head["align_corners"]
+
+    @property
+    def test_pad_to_crop(self) -> bool:
+        """Read by ``hf_seg.inference``: mmseg 0.6 (SETR's code base) feeds a window smaller than the crop as is
+        (images smaller than the crop); the original ViT would refuse it, ours resizes its position embedding."""
+        return False
+
+    @property
     def grid_size(self) -> tuple[int, int]:
         """Token grid of the ViT at ``image_size`` (the grid the stored position embedding has)."""
         return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size

@@ -1,0 +1,371 @@
+"""SETR family: parity with the original (fixtures), model behaviour, converter refusals, presets."""
+
+import json
+import time
+
+import pytest
+import torch
+
+import hf_seg  # noqa: F401  (registers the Auto classes)
+from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+from fixture_utils import assert_close, case_id, convert_with_cli, fixture_cases, load_case
+from hf_seg.label_sets import get_label_set
+from hf_seg.modeling.setr import SetrConfig, SetrForSemanticSegmentation
+from hf_seg.modeling.setr.configuration_setr import (
+    fcn_head, hlg_up_head, mla_aux_head, mla_head, naive_head, pup_aux_head, pup_head,
+)
+from hf_seg.zoo import build_config, list_models
+
+CASES = fixture_cases("setr")
+
+
+def _window(case_data):
+    """Inputs the fixture's logits/losses were computed on: the first slide window for slide cases."""
+    x, y = case_data["input"]["pixel_values"], case_data["labels"]["labels"]
+    slide = case_data["meta"].get("slide")
+    if slide:
+        (ch, cw), (y0, x0) = slide["crop_size"], slide.get("first_window_yx", (0, 0))
+        x, y = x[:, :, y0:y0 + ch, x0:x0 + cw], y[:, y0:y0 + ch, x0:x0 + cw]
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """case name -> converted folder (each case converted once with the CLI)."""
+    cache = {}
+
+    def get(case):
+        if case.name not in cache:
+            out = tmp_path_factory.mktemp(case.name)
+            result = convert_with_cli(case, out)
+            assert result.returncode == 0, result.stderr
+            cache[case.name] = out
+        return cache[case.name]
+
+    return get
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_parity_with_original(case, converted, record_property):
+    data = load_case(case)
+    meta, expected = data["meta"], data["expected"]
+    model = AutoModelForSemanticSegmentation.from_pretrained(converted(case)).eval()
+    assert isinstance(model, SetrForSemanticSegmentation)
+    x, y = _window(data)
+    with torch.no_grad():
+        out = model(pixel_values=x, labels=y, output_hidden_states=True)
+    record_property("logits_max_abs_diff", assert_close(out.logits, expected["logits"], "logits"))
+    aux_keys = sorted((k for k in expected if k.startswith("aux_logits_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+    assert len(out.auxiliary_logits) == len(aux_keys)
+    for key, aux in zip(aux_keys, out.auxiliary_logits):
+        assert_close(aux, expected[key], key)
+    # backbone tensors the heads read
+    for key, value in expected.items():
+        if key.startswith("vit_tokens_layer"):
+            tokens = out.hidden_states[int(key[len("vit_tokens_layer"):])]
+            if model.config.backbone == "vit_mla":  # VIT_MLA dropped the cls token before the blocks
+                value = value[:, 1:] if value.shape[1] == tokens.shape[1] + 1 else value
+            assert_close(tokens, value, key)
+    mla_keys = sorted(k for k in expected if k.startswith("mla_out_"))
+    if mla_keys:
+        with torch.no_grad():
+            _, maps, _ = model.backbone(x)
+        for key in mla_keys:
+            assert_close(maps[int(key.rsplit("_", 1)[1])], expected[key], key)
+    # losses: the total and every weighted head term, as mmseg's forward_train reports them
+    losses = meta["losses"]
+    assert_close(out.loss, torch.tensor(losses["loss"]), "loss")
+    names = ["decode.loss_seg"] + [f"aux_{i}.loss_seg" for i in range(len(aux_keys))]
+    for name, term in zip(names, out.loss_terms):
+        assert_close(term, torch.tensor(losses[name]), name)
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_inference_output_and_prediction(case, converted):
+    """``logits_resized`` (whole or slide inference over the full input) through the shared inference helper."""
+    data = load_case(case)
+    meta, expected = data["meta"], data["expected"]
+    model = AutoModelForSemanticSegmentation.from_pretrained(converted(case)).eval()
+    x = data["input"]["pixel_values"]
+    if meta["test_mode"] == "whole":
+        with torch.no_grad():
+            logits = model(pixel_values=x).logits
+        spec = model.config.decode_head
+        resized = torch.nn.functional.interpolate(logits, size=x.shape[-2:], mode="bilinear",
+                                                  align_corners=spec["align_corners"]) \
+            if logits.shape[-2:] != x.shape[-2:] else logits
+    else:
+        inference = pytest.importorskip("hf_seg.inference", reason="shared slide inference not available yet")
+        assert model.config.test_mode == "slide"
+        assert model.config.test_crop_size == meta["slide"]["crop_size"]
+        assert model.config.test_stride == meta["slide"]["stride"]
+        with torch.no_grad():
+            resized = inference.predict(model, x, mode="slide")
+        resized = getattr(resized, "logits", resized)
+    assert_close(resized, expected["logits_resized"], "logits_resized")
+    assert torch.equal(resized.argmax(1), expected["seg_pred"])
+
+
+# ------------------------------------------------------------------------------------------ converter refusals
+def _rewrite_checkpoint(case, tmp_path, edit):
+    obj = torch.load(case / "checkpoint.pth", weights_only=True)
+    edit(obj["state_dict"])
+    path = tmp_path / "checkpoint.pth"
+    torch.save(obj, path)
+    return path
+
+
+@pytest.mark.parametrize("what", ["extra", "missing", "shape"])
+def test_converter_refuses_mismatched_checkpoints(what, tmp_path):
+    case = CASES[0]
+    if what == "extra":
+        path = _rewrite_checkpoint(case, tmp_path, lambda sd: sd.__setitem__("backbone.surprise.weight",
+                                                                             torch.zeros(3)))
+        key = "backbone.surprise.weight"
+    elif what == "missing":
+        path = _rewrite_checkpoint(case, tmp_path, lambda sd: sd.pop("decode_head.norm.weight"))
+        key = "decode_head.norm.weight"
+    else:
+        path = _rewrite_checkpoint(case, tmp_path, lambda sd: sd.__setitem__(
+            "backbone.pos_embed", sd["backbone.pos_embed"][:, :-1]))
+        key = "backbone.pos_embed"
+    result = convert_with_cli(case, tmp_path / "out", checkpoints=[path])
+    assert result.returncode != 0
+    assert key in result.stderr + result.stdout
+
+
+def test_converter_refuses_configs_it_cannot_build(tmp_path):
+    case = CASES[0]
+    text = (case / "config.py").read_text()
+    assert "num_conv=2" in text
+    (tmp_path / "config.py").write_text(text.replace("num_conv=2", "num_conv=3", 1))
+    result = convert_with_cli(case, tmp_path / "out", config=tmp_path / "config.py")
+    assert result.returncode != 0 and "num_conv" in result.stderr + result.stdout
+
+
+# ------------------------------------------------------------------------------------------ tiny-config tester
+def tiny_config(kind="naive", **overrides):
+    base = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                head_channels=16, num_labels=5)
+    if kind == "naive":
+        base.update(backbone="vit", decode_head=naive_head(3), auxiliary_heads=[naive_head(1, 0.4)])
+    elif kind == "pup":
+        base.update(backbone="vit", decode_head=pup_head(3), auxiliary_heads=[pup_aux_head(1), pup_aux_head(2)],
+                    patch_size=16, image_size=64)
+    elif kind == "mla":
+        base.update(backbone="vit_mla", mla_index=(0, 1, 2, 3), decode_head=mla_head(8),
+                    auxiliary_heads=[mla_aux_head(i) for i in range(4)])
+    elif kind == "hlg":
+        base = dict(backbone="hlg", image_size=64, hlg_embed_dims=(16, 32, 32, 64), hlg_num_heads=(1, 2, 2, 4),
+                    hlg_depths=(1, 1, 1, 1), hlg_crs_interval=(2, 2, 1, 1), hlg_window_size=2, num_labels=5,
+                    decode_head=hlg_up_head(32, 1, 2), auxiliary_heads=[fcn_head(2, 16)])
+    base.update(overrides)
+    return SetrConfig(**base)
+
+
+KINDS = ["naive", "pup", "mla", "hlg"]
+
+
+def _tiny(kind):
+    if kind == "hlg":
+        pytest.importorskip("hf_seg.modeling.setr.modeling_hlg")
+    torch.manual_seed(0)
+    return SetrForSemanticSegmentation(tiny_config(kind)).eval()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_contract_and_hidden_states(kind):
+    model = _tiny(kind)
+    size = tuple(model.config.image_size)
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        out = model(pixel_values=x, output_hidden_states=True)
+    expected = {"naive": size, "pup": size, "mla": size, "hlg": (size[0] // 4, size[1] // 4)}[kind]
+    assert out.logits.shape == (2, 5, *expected)
+    assert out.loss is None and out.auxiliary_logits is None
+    assert out.hidden_states is not None and len(out.hidden_states) > 0
+    with torch.no_grad():
+        plain = model(pixel_values=x, return_dict=False)
+    assert isinstance(plain, tuple) and torch.allclose(plain[0], out.logits)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_loss_backward_and_label_checks(kind):
+    model = _tiny(kind).train()
+    size = tuple(model.config.image_size)
+    x = torch.randn(2, 3, *size)
+    labels = torch.randint(0, 5, (2, *size))
+    labels[:, :3] = 255
+    out = model(pixel_values=x, labels=labels)
+    assert len(out.loss_terms) == 1 + len(model.config.auxiliary_heads)
+    assert torch.allclose(out.loss, sum(out.loss_terms))
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None for g in grads[:5])
+    with pytest.raises(ValueError, match="outside"):
+        model(pixel_values=x, labels=torch.full((2, *size), 7))
+
+
+def test_loss_averages_over_all_pixels_like_mmseg():
+    model = _tiny("naive")
+    x = torch.randn(1, 3, 32, 32)
+    labels = torch.randint(0, 5, (1, 32, 32))
+    half = labels.clone()
+    half[:, :16] = 255
+    with torch.no_grad():
+        out = model(pixel_values=x, labels=half, output_auxiliary_logits=True)
+        per_pixel = torch.nn.functional.cross_entropy(out.logits, half, ignore_index=255, reduction="none")
+    assert torch.allclose(out.loss_terms[0], per_pixel.sum() / half.numel())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip(kind, tmp_path):
+    model = _tiny(kind)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path).eval()
+    x = torch.randn(1, 3, *model.config.image_size)
+    with torch.no_grad():
+        assert torch.equal(model(pixel_values=x).logits, loaded(pixel_values=x).logits)
+    assert loaded.config.decode_head == model.config.decode_head
+    assert loaded.config.auxiliary_heads == model.config.auxiliary_heads
+
+
+def test_other_input_sizes_interpolate_the_position_embedding():
+    """Inputs other than the crop (e.g. the small border windows of slide inference) run with a resized pos_embed."""
+    model = _tiny("naive")
+    with torch.no_grad():
+        out = model(pixel_values=torch.randn(1, 3, 40, 56))
+        assert out.logits.shape == (1, 5, 40, 56)
+        pos = model.backbone.position_embedding((5, 7))
+    assert pos.shape == (1, 1 + 35, 32)
+    assert torch.equal(pos[:, 0], model.backbone.pos_embed[:, 0])
+
+
+def test_slide_inference_agrees_with_whole_inference_where_it_should():
+    """A window grid that covers a non-multiple image with one window is exactly whole inference."""
+    inference = pytest.importorskip("hf_seg.inference", reason="shared slide inference not available yet")
+    model = _tiny("naive")
+    model.config.test_mode, model.config.test_crop_size, model.config.test_stride = "slide", [64, 64], [48, 48]
+    x = torch.randn(1, 3, 37, 53)  # smaller than the crop and not a multiple of the patch or the stride
+    with torch.no_grad():
+        whole = model(pixel_values=x).logits
+        slid = inference.predict(model, x, mode="slide")
+    slid = getattr(slid, "logits", slid)
+    assert_close(slid, whole, "slide vs whole")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(backbone="resnet"), "backbone"),
+    (dict(decode_head=mla_head()), "cannot be used"),
+    (dict(decode_head=dict(type="vit_up", in_index=3, num_conv=1, num_upsample_layers=1)), "num_upsampe_layer"),
+    (dict(decode_head=naive_head(9)), "outside"),
+    (dict(hidden_size=30, num_attention_heads=4), "divisible"),
+    (dict(backbone="vit_mla", mla_index=(0, 1, 2), decode_head=mla_head()), "mla_index"),
+    (dict(backbone="vit_mla", mla_channels=64, decode_head=mla_head(), auxiliary_heads=[mla_aux_head(0)]), "256"),
+    (dict(decode_head=dict(type="vit_up", in_index=0, colour="red")), "unknown keys"),
+])
+def test_config_refuses_what_cannot_be_built(kwargs, match):
+    base = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2)
+    with pytest.raises(ValueError, match=match):
+        SetrConfig(**{**base, **kwargs})
+
+
+@pytest.mark.slow
+def test_torch_compile_smoke():
+    model = _tiny("pup")
+    x = torch.randn(1, 3, 64, 64)
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        assert_close(compiled(pixel_values=x).logits, model(pixel_values=x).logits, "compiled logits")
+
+
+# ---------------------------------------------------------------------------------------------------- presets
+ZOO = {e.original_name: e for e in list_models("setr")}
+
+
+def _zoo_facts():
+    from pathlib import Path
+    import os
+
+    for base in [os.environ.get("HF_SEG_FIXTURES"), "/work/shared/fixtures"]:
+        if base and (Path(base) / "setr" / "zoo.json").is_file():
+            return json.loads((Path(base) / "setr" / "zoo.json").read_text())
+    return None
+
+
+def test_presets_cover_every_released_row():
+    facts = _zoo_facts()
+    if facts is None:
+        pytest.skip("zoo.json facts not available")
+    assert sorted(m["name"] for m in facts["models"]) == sorted(ZOO)
+    for row in facts["models"]:
+        entry = ZOO[row["name"]]
+        assert entry.paper.miou_single_scale == row["miou_ss"]
+        assert entry.paper.miou_multi_scale == row["miou_ms_flip"]
+        assert entry.checkpoint_urls == ((row["checkpoint_url"],) if row["checkpoint_url"] else ())
+        test = row.get("test") or {}
+        assert entry.config["test_mode"] == test.get("mode", "slide")
+        if "crop_size" in test:
+            assert entry.config["test_crop_size"] == test["crop_size"]
+            assert entry.config["test_stride"] == test["stride"]
+
+
+@pytest.mark.parametrize("entry", list_models("setr"), ids=lambda e: e.name)
+def test_every_preset_builds_a_config(entry):
+    if entry.config["backbone"] == "hlg":
+        pytest.importorskip("hf_seg.modeling.setr.modeling_hlg")
+    config = build_config(entry.name)
+    assert config.test_mode == "slide" and config.test_crop_size == list(entry.crop_size)
+    assert config.id2label and len(config.id2label) == config.num_labels
+    if entry.dataset == "pascal_context" and get_label_set("pascal_context").num_labels == 59:
+        pytest.xfail("SETR's Pascal-Context models have 60 classes (with background); the shared label table only "
+                     "has the 59-class set")
+    expected = {"cityscapes": 19, "ade20k": 150}.get(entry.dataset, 60)
+    assert config.num_labels == expected
+
+
+def _conv_seg_params(config):
+    return (1 + len(config.auxiliary_heads)) * (512 * config.num_labels + config.num_labels)
+
+
+@pytest.mark.parametrize("entry", [e for e in list_models("setr") if e.config["backbone"] != "hlg"],
+                         ids=lambda e: e.name)
+def test_full_size_parameter_counts_match_the_original(entry):
+    """Built on the meta device: the original's count minus the never-used conv_seg layers it also builds."""
+    facts = _zoo_facts()
+    row = next((m for m in facts["models"] if m["name"] == entry.original_name), None) if facts else None
+    num_classes = row["num_classes"] if row else None
+    overrides = {"id2label": {i: str(i) for i in range(num_classes)}} if num_classes else {}
+    config = build_config(entry.name, **overrides)
+    with torch.device("meta"):
+        model = SetrForSemanticSegmentation(config)
+    total = sum(p.numel() for p in model.parameters())
+    without_aux = total - sum(p.numel() for p in model.auxiliary_heads.parameters())
+    if "embed_dim=1024 != backbone.embed_dim=768" in entry.notes:
+        # the released PUP-DeiT ADE20K / Pascal-Context configs give their heads 1024-wide LayerNorms/convs for a
+        # 768-wide backbone (they cannot run); ours are as wide as the backbone
+        gap = (1 + len(config.auxiliary_heads)) * 2 * 256 + 256 * 256 * 9 * (1 + len(config.auxiliary_heads))
+        assert entry.extra["num_params_original"] - _conv_seg_params(config) - total == gap
+        return
+    assert total == entry.extra["num_params_original"] - _conv_seg_params(config)
+    assert without_aux == entry.extra["num_params_original_without_aux"] - 512 * config.num_labels - config.num_labels
+
+
+def test_preset_processor_is_the_mmseg_test_protocol():
+    from hf_seg.zoo import build_processor
+
+    processor = build_processor("setr-pup-cityscapes-768-40k")
+    assert processor.resize_mode == "keep_ratio" and list(processor.scale) == [2049, 1025]
+    assert not processor.do_rescale and processor.image_mean == [123.675, 116.28, 103.53]
+    processor = build_processor("setr-naive-ade20k-512")
+    assert list(processor.scale) == [2048, 512] and processor.do_reduce_labels
+
+
+@pytest.mark.parametrize("case", CASES[:1], ids=case_id)
+def test_converted_processor_follows_the_original_test_pipeline(case, converted):
+    processor = AutoImageProcessor.from_pretrained(converted(case))
+    assert processor.resize_mode == "keep_ratio" and not processor.do_rescale
+    assert processor.image_std == [58.395, 57.12, 57.375] and processor.channel_order == "RGB"

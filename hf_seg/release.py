@@ -221,9 +221,22 @@ def original_reference(family: str):
     return getattr(family_module(family), "original_logits", None)
 
 
+def stored_window(expected: Path) -> tuple[int, int, int, int] | None:
+    """(y, x, h, w) of the window a slide-mode fixture's logits were computed on, from the ``meta.json`` stored next
+    to ``expected.safetensors`` (``meta["slide"]``: ``crop_size`` and ``first_window_yx``); None for whole-image."""
+    meta_path = expected.parent / "meta.json"
+    if not meta_path.is_file():
+        return None
+    slide = json.loads(meta_path.read_text()).get("slide")
+    if not slide:
+        return None
+    (h, w), (y, x) = slide["crop_size"], slide.get("first_window_yx", (0, 0))
+    return int(y), int(x), int(h), int(w)
+
+
 def verify(model, entry: ZooEntry, original: dict, checkpoints: Sequence[Path], expected: Path | None = None,
            input_path: Path | None = None, input_size: Sequence[int] = (128, 128), rtol: float = DEFAULT_RTOL,
-           seed: int = 0) -> dict[str, Any]:
+           seed: int = 0, window: Sequence[int] | None = None) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     pixel_values = None
@@ -239,6 +252,12 @@ def verify(model, entry: ZooEntry, original: dict, checkpoints: Sequence[Path], 
         if "logits" not in stored:
             raise ReleaseError(f"{expected} has no 'logits' tensor (keys: {sorted(stored)})")
         reference, method = stored["logits"], f"stored original outputs ({Path(expected).name})"
+        if window is None:
+            window = stored_window(Path(expected))
+        if window is not None:  # slide-mode fixtures store the logits of one window
+            y, x, h, w = window
+            pixel_values = pixel_values[..., y:y + h, x:x + w]
+            method += f", window y={y} x={x} {h}x{w}"
     else:
         reference_fn = original_reference(entry.family)
         if reference_fn is None:
@@ -303,6 +322,7 @@ def release(
     overwrite: bool = False,
     input_size: Sequence[int] = (128, 128),
     rtol: float = DEFAULT_RTOL,
+    window: Sequence[int] | None = None,
     api=None,
 ) -> ReleaseResult:
     from .conversion import read_config, save_converted
@@ -338,7 +358,7 @@ def release(
     else:
         parity = verify(model, entry, read_config(original_config), checkpoints,
                         Path(expected) if expected else None, Path(input_path) if input_path else None,
-                        input_size=input_size, rtol=rtol)
+                        input_size=input_size, rtol=rtol, window=window)
         if not parity["passed"]:
             detail = parity.get("error") or (f"max abs diff {parity['max_abs_diff']:.3g} > tolerance "
                                              f"{parity['tolerance']:.3g}")
@@ -397,6 +417,9 @@ def build_parser():
     parser.add_argument("--input", help="safetensors with the 'pixel_values' to verify on")
     parser.add_argument("--input-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
                         help="random input size when recomputing with the original code (default 128 128)")
+    parser.add_argument("--window", type=int, nargs=4, metavar=("Y", "X", "H", "W"),
+                        help="the --expected logits are of this window of --input (default: from a meta.json next to "
+                             "--expected with a 'slide' entry, as the parity fixtures store it)")
     parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help="logits tolerance relative to max |expected|")
     parser.add_argument("--eval-json", action="append", default=[], help="evaluation JSON from scripts/evaluate.py")
     parser.add_argument("--no-verify", action="store_true", help="release without a parity check (the card says so)")
@@ -418,7 +441,8 @@ def main(argv=None) -> int:
         result = release(args.row, args.original_checkpoint, args.original_config, args.output,
                          expected=args.expected, input_path=args.input, eval_jsons=args.eval_json, push=args.push,
                          repo_id=args.repo_id, token=args.token, private=args.private, no_verify=args.no_verify,
-                         overwrite=args.overwrite, input_size=args.input_size, rtol=args.rtol)
+                         overwrite=args.overwrite, input_size=args.input_size, rtol=args.rtol,
+                         window=args.window)
     except (KeyError, ReleaseError, ConfigError, ConversionError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"release: {message}", file=sys.stderr)

@@ -243,6 +243,7 @@ def aug_inference(
     pad_to_crop: bool = True,
     align_corners: bool = False,
     flip_direction: str = "horizontal",
+    valid_sizes: Sequence | None = None,
 ) -> torch.Tensor:
     """Multi-scale + flip test-time augmentation; returns averaged softmax probabilities [B, C, *output_size].
 
@@ -254,6 +255,9 @@ def aug_inference(
         flip: add a flipped copy of every view (mmseg order: per scale, unflipped then flipped).
         mode, crop_size, stride, batch_size, pad_to_crop: how each view is run (see :func:`slide_inference`).
         output_size: (height, width) of the result; default the size of ``pixel_values`` (or of the first view).
+        valid_sizes: with a list of views that were padded (bottom/right, e.g. the processor's ``pad_size_divisor``),
+            each view's unpadded (height, width): flipping happens before padding, and the padding's scores are
+            cropped off before the resize to ``output_size``.
     """
     model_fn = _ensure_fn(model_fn)
     if isinstance(pixel_values, torch.Tensor):
@@ -274,12 +278,23 @@ def aug_inference(
     if flip_direction not in ("horizontal", "vertical"):
         raise ValueError(f"flip_direction must be 'horizontal' or 'vertical', got {flip_direction!r}")
     dim = 3 if flip_direction == "horizontal" else 2
+    if valid_sizes is not None and len(valid_sizes) != len(views):
+        raise ValueError(f"got {len(valid_sizes)} valid sizes for {len(views)} views")
     total, n_views = None, 0
-    for view in views:
+    for index, view in enumerate(views):
+        valid = tuple(int(v) for v in valid_sizes[index]) if valid_sizes is not None and valid_sizes[index] else None
+        if valid == tuple(view.shape[-2:]):
+            valid = None
         for flipped in ((False, True) if flip else (False,)):
-            inp = view.flip(dims=(dim,)) if flipped else view
+            if flipped and valid is not None:  # flip the image, then pad it again (mmseg: RandomFlip before Pad)
+                inp = view[..., : valid[0], : valid[1]].flip(dims=(dim,))
+                inp = F.pad(inp, (0, view.shape[-1] - valid[1], 0, view.shape[-2] - valid[0]))
+            else:
+                inp = view.flip(dims=(dim,)) if flipped else view
             logits = _infer(model_fn, inp, mode, crop_size, stride, num_labels, batch_size, pad_to_crop,
                             align_corners)
+            if valid is not None:
+                logits = logits[..., : valid[0], : valid[1]]
             probs = resize_logits(logits, out_size, align_corners).softmax(dim=1)
             if flipped:
                 probs = probs.flip(dims=(dim,))
@@ -291,7 +306,7 @@ def aug_inference(
 # ---------------------------------------------------------------------------------------------- one call
 def predict(
     model,
-    pixel_values: torch.Tensor,
+    pixel_values: torch.Tensor | Sequence[torch.Tensor],
     mode: str | None = None,
     crop_size=None,
     stride=None,
@@ -302,12 +317,16 @@ def predict(
     pad_to_crop: bool | None = None,
     align_corners: bool | None = None,
     return_probabilities: bool = False,
+    valid_size=None,
 ) -> torch.Tensor:
     """Run a segmentation model with its test protocol and return scores at ``output_size``.
 
     Unset arguments come from ``model.config`` when it has them: ``test_mode`` ("whole"/"slide"),
     ``test_crop_size``, ``test_stride``, ``test_scales``, ``test_flip``, ``test_pad_to_crop``,
     ``test_align_corners``. ``scales``/``flip`` switch on TTA (``scales=[1.0], flip=False`` is plain inference).
+    ``pixel_values`` may also be a list of ready-made TTA views (then ``scales`` is ignored). ``valid_size`` (one
+    (height, width), or one per view) is the unpadded size when the processor padded the input; the padding's scores
+    are cropped off before resizing to ``output_size`` (default: the valid size).
 
     Returns:
         float32 [B, C, *output_size] (default: the input size). Without TTA: the logits (resized bilinearly), or
@@ -334,17 +353,32 @@ def predict(
         if stride is None:
             stride = crop_size
     num_labels = getattr(config, "num_labels", None) if config is not None else None
-    out_size = _pair(output_size, "output_size") if output_size is not None else tuple(pixel_values.shape[-2:])
+    views = list(pixel_values) if isinstance(pixel_values, (list, tuple)) else None
+    first = views[0] if views else pixel_values
+    valid_sizes = None
+    if valid_size is not None:
+        valid_sizes = list(valid_size) if views is not None else [valid_size]
+        valid_sizes = [_pair(v, "valid_size") if v is not None else None for v in valid_sizes]
+    default_size = valid_sizes[0] if valid_sizes and valid_sizes[0] else tuple(first.shape[-2:])
+    out_size = _pair(output_size, "output_size") if output_size is not None else tuple(default_size)
     model_fn = as_model_fn(model)
-    tta = flip or (scales is not None and tuple(scales) != (1.0,))
+    tta = views is not None or flip or (scales is not None and tuple(scales) != (1.0,))
+    if tta and views is None and valid_sizes and valid_sizes[0] is not None:
+        # ratio views are made from the unpadded image
+        pixel_values = pixel_values[..., : valid_sizes[0][0], : valid_sizes[0][1]]
+        valid_sizes = None
     with torch.no_grad():
         if tta:
-            probs = aug_inference(model_fn, pixel_values, scales=scales or (1.0,), flip=flip, mode=mode,
-                                  crop_size=crop_size, stride=stride, output_size=out_size, num_labels=num_labels,
-                                  batch_size=batch_size, pad_to_crop=pad_to_crop, align_corners=align_corners)
+            probs = aug_inference(model_fn, views if views is not None else pixel_values, scales=scales or (1.0,),
+                                  flip=flip, mode=mode, crop_size=crop_size, stride=stride, output_size=out_size,
+                                  num_labels=num_labels, batch_size=batch_size, pad_to_crop=pad_to_crop,
+                                  align_corners=align_corners,
+                                  valid_sizes=valid_sizes if views is not None else None)
             return probs if return_probabilities else probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
         logits = _infer(model_fn, pixel_values, mode, crop_size, stride, num_labels, batch_size, pad_to_crop,
                         align_corners)
+        if valid_sizes and valid_sizes[0] is not None:
+            logits = logits[..., : valid_sizes[0][0], : valid_sizes[0][1]]
         logits = resize_logits(logits, out_size, align_corners)
         return logits.softmax(dim=1) if return_probabilities else logits
 

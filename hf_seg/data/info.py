@@ -1,0 +1,138 @@
+"""Dataset facts: classes, ignore index, label reduction, label maps, palette."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..label_sets import available_label_sets, default_palette, get_label_set
+
+__all__ = ["DatasetInfo", "dataset_info", "coco_stuff_raw_label_map", "convert_labels"]
+
+
+@dataclass
+class DatasetInfo:
+    """What a model and the metric need to know about a segmentation dataset.
+
+    ``label_map`` (applied first, all entries at once: ``{7: 0, 0: 255}`` sends 7 to 0 and 0 to 255) and
+    ``reduce_labels`` (then: 0 -> ``ignore_index``, k -> k - 1) turn the stored annotation values into training ids
+    ``0..num_labels-1`` and ``ignore_index``; :meth:`convert_labels` does exactly that, like the image processor.
+    """
+
+    name: str  # a label set of hf_seg/label_sets.json ("ade20k", "cityscapes", ...) or "custom"
+    num_labels: int | None
+    id2label: dict[int, str] = field(default_factory=dict)
+    ignore_index: int = 255
+    reduce_labels: bool = False
+    label_map: dict[int, int] | None = None
+    palette: list[list[int]] | None = None
+    layout: str | None = None  # folder layout it was read from, or "hub" / "disk"
+    source: str | None = None  # the folder or hub name
+    splits: list[str] = field(default_factory=list)
+    image_column: str = "image"
+    label_column: str = "annotation"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.id2label.get(i, str(i)) for i in range(self.num_labels or 0)]
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {name: i for i, name in self.id2label.items()}
+
+    def convert_labels(self, annotation) -> np.ndarray:
+        """Stored annotation values -> int64 training ids (``label_map`` then ``reduce_labels``)."""
+        return convert_labels(annotation, self.label_map, self.reduce_labels, self.ignore_index)
+
+    def replace(self, **changes) -> "DatasetInfo":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["id2label"] = {int(k): v for k, v in self.id2label.items()}
+        return out
+
+
+def convert_labels(annotation, label_map=None, reduce_labels: bool = False, ignore_index: int = 255) -> np.ndarray:
+    """Apply a label map (all entries at once) and label reduction; same semantics as ``HfSegImageProcessor``."""
+    labels = np.array(annotation, dtype=np.int64, copy=True)
+    if labels.ndim == 3 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if label_map:
+        keys = np.fromiter((int(k) for k in label_map), dtype=np.int64, count=len(label_map))
+        vals = np.fromiter((int(v) for v in label_map.values()), dtype=np.int64, count=len(label_map))
+        if labels.size:
+            lo, hi = int(min(labels.min(), keys.min())), int(max(labels.max(), keys.max()))
+            if hi - lo < (1 << 20):
+                lut = np.arange(lo, hi + 1, dtype=np.int64)
+                lut[keys - lo] = vals
+                labels = lut[labels - lo]
+            else:
+                source = labels.copy()
+                for k, v in zip(keys, vals):
+                    labels[source == k] = v
+    if reduce_labels:
+        ignore = (labels == 0) | (labels == ignore_index)
+        labels = np.where(ignore, ignore_index, labels - 1)
+    return labels
+
+
+@lru_cache(maxsize=None)
+def _coco_raw_map() -> dict[int, int]:
+    data = json.loads((Path(__file__).with_name("coco_stuff_stuffthingmaps.json")).read_text())
+    return {int(k): int(v) for k, v in data["stuffthingmaps_to_train_id"].items()}
+
+
+def coco_stuff_raw_label_map() -> dict[int, int]:
+    """Official COCO-Stuff ``stuffthingmaps`` values (0..181) -> the 171 mmseg train ids (unused ids -> 255)."""
+    return dict(_coco_raw_map())
+
+
+_ALIASES = {
+    "ade": "ade20k", "ade20k": "ade20k", "adechallengedata2016": "ade20k", "sceneparse150": "ade20k",
+    "scene_parse_150": "ade20k", "cityscapes": "cityscapes", "camvid": "camvid", "pascalcontext": "pascal_context",
+    "pascal_context": "pascal_context", "pascalcontext59": "pascal_context", "cocostuff": "coco_stuff",
+    "coco_stuff": "coco_stuff", "cocostuff164k": "coco_stuff", "cocostuff10k": "coco_stuff",
+}
+
+
+def _canonical_name(name: str) -> str | None:
+    key = name.lower().replace("-", "").replace(" ", "")
+    if key in _ALIASES:
+        return _ALIASES[key]
+    key = key.replace("_", "")
+    return _ALIASES.get(key)
+
+
+def dataset_info(name: str, **overrides) -> DatasetInfo:
+    """Facts of a known dataset (``ade20k``, ``cityscapes``, ``camvid``, ``pascal_context``, ``coco_stuff`` and
+    aliases such as ``scene_parse_150``); ``overrides`` replace fields."""
+    canonical = _canonical_name(name)
+    if canonical is None or canonical not in available_label_sets():
+        raise KeyError(f"unknown dataset {name!r}; known: {available_label_sets()}")
+    labels = get_label_set(canonical)
+    info = DatasetInfo(
+        name=canonical,
+        num_labels=labels.num_labels,
+        id2label=dict(labels.id2label),
+        ignore_index=255,
+        reduce_labels=labels.reduce_labels,
+        label_map=dict(labels.label_map) or None,
+        palette=[list(c) for c in labels.palette],
+    )
+    return replace(info, **overrides) if overrides else info
+
+
+def custom_info(num_labels: int | None = None, id2label=None, **overrides) -> DatasetInfo:
+    """Facts of a dataset hf_seg does not know (class names from ``id2label`` when given)."""
+    id2label = {int(k): str(v) for k, v in (id2label or {}).items()}
+    if num_labels is None and id2label:
+        num_labels = len(id2label)
+    palette = [list(c) for c in default_palette(num_labels)] if num_labels else None
+    return DatasetInfo(name="custom", num_labels=num_labels, id2label=id2label, palette=palette, **overrides)

@@ -1,0 +1,16 @@
+#!/usr/bin/env python
+"""Evaluate a segmentation model on a dataset with its paper's test protocol (mIoU / mAcc / aAcc + per class).
+
+    python scripts/evaluate.py --model <preset|folder|hub id> --dataset /data/ADEChallengeData2016 --split val \
+        [--mode whole|slide] [--aug-test] [--batch-size 8] [--max-samples 100] [--device cuda] [--dtype bf16] \
+        [--output results.json]
+
+The logic lives in ``hf_seg.evaluation`` (also behind the ``hf-seg`` CLI); see ``--help``.
+"""
+
+import sys
+
+from hf_seg.evaluation import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,7 +101,7 @@ class UnEptConfig(HfSegConfig):
         direction_loss_weight: float = 0.6,
         refine_loss_weight: float = 1.0,
         boundary_distance: int = 5,
-        num_labels: int = 150,
+        num_labels: int | None = None,
         **kwargs,
     ):
         self._check_choice("backbone", backbone, BACKBONES)
@@ -185,7 +185,11 @@ class UnEptConfig(HfSegConfig):
         self.direction_loss_weight = float(direction_loss_weight)
         self.refine_loss_weight = float(refine_loss_weight)
         self.boundary_distance = int(boundary_distance)
-        super().__init__(num_labels=num_labels, **kwargs)
+        if num_labels is None and kwargs.get("id2label") is None:
+            num_labels = 150  # ADE20K, the dataset of most released rows
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels
+        super().__init__(**kwargs)
 
     @property
     def backbone_channels(self) -> list[int]:

@@ -1,0 +1,343 @@
+"""UN-EPT: parity with the original code (fixtures), dt_offset targets, tiny-config behaviour, converter, presets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from fixture_utils import ROOT, assert_close, case_id, convert_with_cli, fixture_cases, load_case
+from torch import nn
+
+import hf_seg  # noqa: F401  (registers the Auto classes)
+from hf_seg.modeling.unept import UnEptConfig, UnEptForSemanticSegmentation, dt_offset_maps, dt_offset_targets
+from hf_seg.modeling.unept.dt_offset import DtOffsetTransform
+from hf_seg.modeling.unept.modeling_unept import DecoderSelfAttention
+from transformers import AutoModelForSemanticSegmentation
+
+MODEL_CASES = [c for c in fixture_cases("unept") if (c / "config.py").is_file()]
+BACKENDS = ["pytorch", "auto"]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory):
+    """One CLI conversion per case, shared by the tests of this module."""
+    cache = {}
+
+    def get(case):
+        if case.name not in cache:
+            out = tmp_path_factory.mktemp(case.name)
+            result = convert_with_cli(case, out)
+            assert result.returncode == 0, result.stderr
+            cache[case.name] = out
+        return cache[case.name]
+
+    return get
+
+
+def _load(folder, **overrides):
+    model = AutoModelForSemanticSegmentation.from_pretrained(folder, **overrides)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------- fixture parity
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", MODEL_CASES, ids=case_id)
+def test_fixture_parity(case, backend, converted):
+    data = load_case(case)
+    expected, meta, labels = data["expected"], data["meta"], data["labels"]
+    model = _load(converted(case), msda_backend=backend)
+    assert isinstance(model, UnEptForSemanticSegmentation)
+    with torch.no_grad():
+        out = model(data["input"]["pixel_values"], output_hidden_states=True)
+        assert_close(out.logits, expected["logits"], "logits")
+        assert_close(out.mask_logits, expected["mask_logits"], "mask_logits")
+        assert_close(out.direction_logits, expected["dir_logits"], "dir_logits")
+        levels = model.config.num_feature_levels
+        hidden = out.hidden_states
+        first = 1 if model.config.backbone == "resnet_v1c" else 0
+        for i in range(levels):
+            assert_close(hidden[i], expected[f"backbone_out_{i + first}"], f"backbone_out_{i + first}")
+        assert_close(hidden[levels], expected["spatial_context"], "spatial_context")
+        assert_close(hidden[levels + 1], expected["encoder_memory"], "encoder_memory")
+        decoded = hidden[levels + 2].flatten(2).permute(2, 0, 1)  # the original's [HW, B, C]
+        assert_close(decoded, expected["decoder_out"], "decoder_out")
+        if "logits_resized" in expected:
+            resized = nn.functional.interpolate(out.logits, size=tuple(meta["input_hw"]), mode="bilinear")
+            assert_close(resized, expected["logits_resized"], "logits_resized")
+
+        # the total loss through forward, with the dt_offset targets as the original's loader gives them
+        loss = model(data["input"]["pixel_values"], labels=labels["labels"], distance_map=labels["distance_map"],
+                     angle_map=labels["angle_map"]).loss
+        assert abs(loss.item() - meta["losses"]["loss"]) <= 1e-4 * abs(meta["losses"]["loss"])
+        terms = model.compute_losses(out.logits, out.mask_logits, out.direction_logits, labels["labels"],
+                                     labels["distance_map"], labels["angle_map"])
+        for name in ("seg_ce", "mask_loss", "direction_loss", "refine_ce"):
+            reference = meta["losses"][name]
+            assert abs(terms[name].item() - reference) <= 1e-4 * abs(reference), name
+        assert torch.equal(terms["gt_mask"], expected["loss_gt_mask"])
+        assert torch.equal(terms["gt_direction"], expected["loss_gt_direction"])
+        assert torch.equal(terms["boundary_offset"], expected["loss_boundary_offset"])
+        assert_close(terms["mask_class_weights"], expected["loss_mask_class_weights"], "mask weights")
+        assert_close(terms["direction_class_weights"], expected["loss_direction_class_weights"], "direction weights")
+        if "loss_refine_logits" in expected:
+            assert_close(terms["refine_logits"], expected["loss_refine_logits"], "refine logits")
+
+
+@pytest.mark.parametrize("case", [c for c in MODEL_CASES if (c / "input.safetensors").is_file()], ids=case_id)
+def test_fixture_batch(case, converted):
+    """The original's batch-mixing decoder (decoder_self_attention='batch_axis') reproduces ``logits_batch2``; the
+    default keeps each image's prediction equal to its single-image prediction."""
+    data = load_case(case)
+    if "pixel_values_batch2" not in data["input"]:
+        pytest.skip("case has no batch input")
+    batch = data["input"]["pixel_values_batch2"]
+    with torch.no_grad():
+        original = _load(converted(case), decoder_self_attention="batch_axis", msda_backend="pytorch")
+        assert_close(original(batch).logits, data["expected"]["logits_batch2"], "logits_batch2")
+        model = _load(converted(case), msda_backend="pytorch")
+        together = model(batch).logits
+        for i in range(batch.shape[0]):
+            alone = model(batch[i:i + 1]).logits
+            assert_close(together[i:i + 1], alone, f"item {i} of the batch vs alone")
+        assert_close(together[:1], data["expected"]["logits"], "item 0 vs the fixture's single-image logits")
+
+
+@pytest.mark.parametrize("case", MODEL_CASES, ids=case_id)
+def test_fixture_slide(case, converted):
+    data = load_case(case)
+    if "slide_seg_logits" not in data["expected"]:
+        pytest.skip("case has no slide input")
+    inference = pytest.importorskip("hf_seg.inference")
+    slide = getattr(inference, "slide_inference", None)
+    if slide is None:
+        pytest.skip("hf_seg.inference has no slide_inference")
+    model = _load(converted(case), msda_backend="pytorch")
+    config = model.config
+    with torch.no_grad():
+        got = slide(model, data["input"]["pixel_values_slide"], crop_size=config.test_crop_size,
+                    stride=config.test_stride, num_labels=config.num_labels)
+    assert_close(got, data["expected"]["slide_seg_logits"], "slide_seg_logits")
+
+
+@pytest.mark.parametrize("case", [c for c in fixture_cases("unept") if (c / "labels.safetensors").is_file()],
+                         ids=case_id)
+def test_dt_offset_generator(case):
+    labels = load_case(case)["labels"]
+    if "dt_offset_depth" not in labels:
+        pytest.skip("no dt_offset maps in this case")
+    for i in range(labels["labels"].shape[0]):
+        depth, dir_deg = dt_offset_maps(labels["labels"][i])
+        assert torch.equal(torch.from_numpy(depth), labels["dt_offset_depth"][i])
+        assert torch.equal(torch.from_numpy(dir_deg), labels["dt_offset_dir_deg"][i])
+    distance, angle = dt_offset_targets(labels["labels"])
+    assert torch.equal(distance, labels["distance_map"]) and torch.equal(angle, labels["angle_map"])
+    sample = DtOffsetTransform()({"labels": labels["labels"][0]})
+    assert torch.equal(sample["distance_map"], labels["distance_map"][0])
+    assert torch.equal(sample["angle_map"], labels["angle_map"][0])
+
+
+# ------------------------------------------------------------------------------------------------ tiny model
+def tiny_config(backbone="resnet_v1c", **overrides):
+    kwargs = dict(
+        backbone=backbone, resnet_depth=18, stem_channels=8, base_channels=4, deit_img_size=32, deit_patch_size=8,
+        deit_embed_dim=16, deit_depth=3, deit_num_heads=2, deit_feature_interval=1, hidden_size=32,
+        num_attention_heads=4, num_points=2, encoder_layers=1, decoder_layers=1, ffn_dim=32, dropout=0.0,
+        num_queries=16, spatial_channels=[8, 16], num_labels=5,
+    )
+    kwargs.update(overrides)
+    return UnEptConfig(**kwargs)
+
+
+def tiny_model(backbone="resnet_v1c", **overrides):
+    torch.manual_seed(0)
+    model = UnEptForSemanticSegmentation(tiny_config(backbone, **overrides)).eval()
+    with torch.no_grad():  # BN statistics away from the identity so that every module matters
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+        model.query_embed.weight.normal_()
+    return model
+
+
+def tiny_labels(batch=2, size=(32, 32)):
+    torch.manual_seed(1)
+    labels = torch.randint(0, 5, (batch, size[0] // 8, size[1] // 8))
+    labels = labels.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    labels[:, :4, :4] = 255
+    return labels
+
+
+@pytest.mark.parametrize("backbone", ["resnet_v1c", "deit"])
+def test_tiny_forward_loss_backward(backbone):
+    model = tiny_model(backbone).train()
+    x = torch.randn(2, 3, 32, 32)
+    labels = tiny_labels()
+    out = model(x, labels=labels, output_hidden_states=True)
+    assert out.logits.shape == (2, 5, 4, 4)
+    assert out.mask_logits.shape == (2, 2, 4, 4) and out.direction_logits.shape == (2, 8, 4, 4)
+    assert len(out.hidden_states) == 3 + 3 and torch.isfinite(out.loss)
+    out.loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    # tuple output
+    loss, logits = model(x, labels=labels, return_dict=False)[:2]
+    assert logits.shape == (2, 5, 4, 4) and loss.dim() == 0
+
+
+def test_loss_targets_derived_from_labels():
+    """Without distance_map/angle_map the targets are made from the labels with the dt_offset generator."""
+    model = tiny_model()
+    x, labels = torch.randn(2, 3, 32, 32), tiny_labels()
+    distance, angle = dt_offset_targets(labels)
+    with torch.no_grad():
+        explicit = model(x, labels=labels, distance_map=distance[:, None], angle_map=angle[:, None]).loss
+        derived = model(x, labels=labels).loss
+    assert torch.allclose(explicit, derived)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = tiny_model()
+    x = torch.randn(1, 3, 32, 32)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, UnEptForSemanticSegmentation)
+    with torch.no_grad():
+        assert torch.equal(model(x).logits, loaded(x).logits)
+
+
+@pytest.mark.parametrize("backbone", ["resnet_v1c", "deit"])
+def test_default_is_per_image_and_any_size(backbone):
+    model = tiny_model(backbone)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        together = model(x).logits
+        for i in range(3):
+            assert torch.allclose(together[i:i + 1], model(x[i:i + 1]).logits, atol=1e-5)
+        # whole-image inference at a size whose stride-8 grid differs from the training layout
+        other = model(torch.randn(1, 3, 48, 40))
+    assert other.logits.shape == (1, 5, 6, 5)
+
+
+def test_batch_axis_mode_is_the_originals_multihead_attention():
+    """``batch_axis`` = the original's call: a [B, HW, C] tensor into a sequence-first nn.MultiheadAttention."""
+    config = tiny_config(decoder_self_attention="batch_axis")
+    torch.manual_seed(0)
+    ours = DecoderSelfAttention(config).eval()
+    nn.init.normal_(ours.in_proj_weight, std=0.3)
+    nn.init.normal_(ours.in_proj_bias, std=0.3)
+    reference = nn.MultiheadAttention(config.hidden_size, config.num_attention_heads).eval()
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 10, config.hidden_size)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), reference(x, x, x)[0], atol=1e-5)
+        ours.mode = "per_image"  # for one image the original reduces to out_proj(v_proj(x))
+        assert torch.allclose(ours(x[:1]), reference(x[:1], x[:1], x[:1])[0], atol=1e-5)
+    model = tiny_model(decoder_self_attention="batch_axis")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(model(x).logits[:1], model(x[:1]).logits, atol=1e-4)
+
+
+def test_original_layout_needs_the_training_grid():
+    model = tiny_model(decoder_layout="original", query_layout=[2, 8])
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 16, 64)).logits.shape == (1, 5, 2, 8)
+        with pytest.raises(ValueError, match="num_queries"):
+            model(torch.randn(1, 3, 48, 40))
+
+
+def test_spatial_self_attention_and_refinement_output():
+    model = tiny_model(decoder_self_attention="spatial", refine_inference=True)
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 32, 32))
+    assert out.refined_logits.shape == (2, 5, 32, 32) and torch.isfinite(out.refined_logits).all()
+
+
+def test_config_refusals():
+    with pytest.raises(ValueError, match="query_layout"):
+        UnEptConfig(num_queries=30, query_layout=[4, 4])
+    with pytest.raises(ValueError, match="not a square"):
+        UnEptConfig(num_queries=32)
+    with pytest.raises(ValueError, match="decoder_self_attention"):
+        UnEptConfig(decoder_self_attention="batch")
+    with pytest.raises(ValueError, match="msda_backend"):
+        UnEptConfig(msda_backend="cuda")
+    with pytest.raises(ValueError, match="feature maps"):
+        UnEptConfig(backbone="deit", deit_depth=8)
+
+
+@pytest.mark.slow
+def test_torch_compile_smoke():
+    model = tiny_model(msda_backend="pytorch")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        eager = model(x).logits
+        compiled = torch.compile(model)(x).logits
+    assert torch.allclose(eager, compiled, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ converter
+def _edited_checkpoint(case, tmp_path, edit):
+    state = torch.load(case / "checkpoint.pth", map_location="cpu", weights_only=False)["state_dict"]
+    edit(state)
+    path = tmp_path / "edited.pth"
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda s: s.__setitem__("context_branch.extra.weight", torch.zeros(1)), "context_branch.extra.weight"),
+    (lambda s: s.pop("cls.bias"), "classifier.bias"),
+])
+def test_converter_refuses_mismatched_checkpoints(tmp_path, edit, key):
+    case = MODEL_CASES[0]
+    result = convert_with_cli(case, tmp_path / "out", checkpoints=[str(_edited_checkpoint(case, tmp_path, edit))])
+    assert result.returncode != 0
+    assert key in result.stderr
+
+
+def test_converter_output_config_and_processor(converted):
+    case = MODEL_CASES[0]
+    folder = converted(case)
+    config = json.loads((folder / "config.json").read_text())
+    meta = json.loads((case / "meta.json").read_text())
+    assert config["model_type"] == "hfseg_unept" and len(config["id2label"]) == meta["num_classes"]
+    assert config["query_layout"] == meta["query_layout_hw"]
+    square = meta["query_layout_hw"][0] == meta["query_layout_hw"][1]
+    assert config["decoder_layout"] == ("resize" if square else "original")
+    assert config["decoder_self_attention"] == "per_image" and config["test_mode"] == "slide"
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    assert processor["resize_mode"] == "keep_ratio" and processor["do_rescale"] is False
+
+
+def test_cli_rejects_unknown_model_type(tmp_path):
+    config = tmp_path / "config.py"
+    config.write_text("model = dict(type='NotUNEPT')\n")
+    cmd = [sys.executable, str(ROOT / "scripts" / "convert_original.py"), "--config", str(config),
+           "--checkpoint", str(MODEL_CASES[0] / "checkpoint.pth"), "--output", str(tmp_path / "o"), "--family",
+           "unept"]
+    assert subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT).returncode != 0
+
+
+# -------------------------------------------------------------------------------------------------- presets
+# full-size parameter counts of the original code (shared/notes/perf-anchors.md, 150 classes)
+ORIGINAL_PARAMS_M = {"unept-res50-ade20k-480": 32.36, "unept-deit-ade20k-480": 94.84}
+
+
+def test_presets_build_and_parameter_counts():
+    from hf_seg.zoo import build_config, build_model, list_models
+
+    entries = list_models("unept")
+    assert len(entries) == 3
+    for entry in entries:
+        config = build_config(entry.name)
+        assert config.model_type == "hfseg_unept" and config.test_mode == "slide"
+        with torch.device("meta"):
+            model = build_model(entry.name)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        if entry.name in ORIGINAL_PARAMS_M:
+            assert abs(params - ORIGINAL_PARAMS_M[entry.name]) < 0.01, (entry.name, params)

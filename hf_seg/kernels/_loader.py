@@ -55,8 +55,10 @@ else:
     _LD_FLAGS = ["-fopenmp"]
 _CUDA_FLAGS = ["-O3"]
 # Used only when the CUDA variant is built on a machine that has no visible GPU
-# (e.g. an ahead-of-time build) and TORCH_CUDA_ARCH_LIST is not set.
-DEFAULT_CUDA_ARCH_LIST = "7.0;8.0;9.0+PTX"
+# (e.g. an ahead-of-time build) and TORCH_CUDA_ARCH_LIST is not set: the members of this
+# list that the installed torch was itself built for (so the toolkit supports them), the
+# newest also as PTX for forward compatibility.
+DEFAULT_CUDA_ARCHES = ("7.5", "8.0", "8.6", "9.0")
 
 
 class KernelUnavailableError(RuntimeError):
@@ -103,7 +105,12 @@ def _cuda_arch_list() -> str:
     if torch.cuda.is_available() and torch.cuda.device_count() > 0:
         caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
         return ";".join(f"{a}.{b}" for a, b in caps)
-    return DEFAULT_CUDA_ARCH_LIST
+    try:
+        built_for = {a.split("_", 1)[1] for a in torch.cuda.get_arch_list() if a.startswith("sm_")}
+    except Exception:  # noqa: BLE001 - CPU-only torch builds
+        built_for = set()
+    arches = [a for a in DEFAULT_CUDA_ARCHES if a.replace(".", "") in built_for] or ["8.0"]
+    return ";".join(arches[:-1] + [arches[-1] + "+PTX"])
 
 
 def build_key(cuda: bool = False) -> str:
@@ -206,7 +213,7 @@ def build(verbose: bool = False, cuda: Optional[bool] = None) -> Path:
 
     ``cuda=None`` builds the CUDA variant when ``torch.cuda.is_available()``; ``cuda=True``
     forces it (needs ``nvcc``; on a machine without a GPU the architectures come from
-    ``TORCH_CUDA_ARCH_LIST`` or default to ``DEFAULT_CUDA_ARCH_LIST``). Returns the build
+    ``TORCH_CUDA_ARCH_LIST`` or default to ``DEFAULT_CUDA_ARCHES``). Returns the build
     directory. Raises :class:`KernelUnavailableError` (with the compiler output) on failure.
     This ignores ``HF_SEG_DISABLE_KERNELS``: it is the explicit "build now" request.
     """

@@ -32,6 +32,7 @@ EVAL_GLOB = "eval*.json"
 NOT_MEASURED = "not yet measured"
 REPRODUCTION_SOURCE = "hf_seg reproduction (scripts/evaluate.py)"
 REPRODUCTION_CONFIG = "hf_seg-evaluation"
+MMSEG_TTA_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # scripts/evaluate.py --aug-test's default
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,7 +266,7 @@ def parse_eval_json(data: Any, source: str = "", entry: ZooEntry | None = None) 
             raise ValueError(f"{source or 'evaluation JSON'}: flip without multi-scale is not a protocol of the "
                              "paper tables (single-scale, or multi-scale + flip)")
         dataset = look.get("dataset")
-        if entry is not None and isinstance(dataset, str) and dataset:
+        if entry is not None and isinstance(dataset, str) and dataset and dataset != "custom":
             norm = lambda s: s.lower().replace("-", "").replace("_", "").replace(" ", "")  # noqa: E731
             if norm(entry.dataset) not in norm(dataset) and norm(dataset) not in norm(entry.dataset) and \
                     norm(dataset_facts(entry.dataset).hub_type) != norm(dataset):
@@ -316,8 +317,13 @@ def _crop(entry: ZooEntry) -> str:
     return "x".join(str(v) for v in entry.crop_size)
 
 
+def _flips(entry: ZooEntry) -> bool:
+    note = entry.paper.multi_scale_note.lower()
+    return not note or ("flip" in note and "no flip" not in note and "without flip" not in note)
+
+
 def multi_scale_label(entry: ZooEntry) -> str:
-    return "multi-scale" if entry.paper.multi_scale_note else "multi-scale + flip"
+    return "multi-scale + flip" if _flips(entry) else "multi-scale"
 
 
 def test_protocol(entry: ZooEntry) -> str:
@@ -427,12 +433,30 @@ def family_table(entry: ZooEntry, family_entries: Sequence[ZooEntry]) -> str:
     return "\n".join(lines)
 
 
+def multi_scale_args(entry: ZooEntry) -> str | None:
+    """``scripts/evaluate.py`` arguments for the row's multi-scale protocol, or None when it has none we can state."""
+    if entry.paper.miou_multi_scale is None:
+        return None
+    short_sides = entry.extra.get("multi_scale_short_sides")
+    short_side = entry.processor.get("short_side")
+    flip = "" if _flips(entry) else " --no-flip"
+    if short_sides and short_side:  # multi-scale over short sides (CSAIL): ratios to the single-scale size
+        ratios = " ".join(f"{s / short_side:.4g}" for s in short_sides)
+        return f"--aug-test{flip} --scales {ratios}"
+    ratios = entry.extra.get("ms_flip_ratios")
+    if ratios and [float(r) for r in ratios] != list(MMSEG_TTA_RATIOS):
+        return f"--aug-test{flip} --scales " + " ".join(f"{float(r):g}" for r in ratios)
+    return f"--aug-test{flip}"
+
+
 def evaluate_command(entry: ZooEntry, multi_scale: bool = False) -> str:
-    """The evaluation command for the paper's test protocol (the protocol itself is stored in the config)."""
-    cmd = f"python scripts/evaluate.py --model {entry.hub_id} --dataset {entry.dataset} --data-root /path/to/data"
+    """The evaluation command (hf_seg.evaluation); whole/slide, crop and stride come from the stored config."""
+    ds = dataset_facts(entry.dataset)
+    cmd = (f"python scripts/evaluate.py --model {entry.hub_id} --dataset /path/to/{ds.name.replace(' ', '_')} "
+           f"--split {ds.split}")
     if multi_scale:
-        cmd += " --multi-scale-flip"
-    return cmd + " --output eval.json"
+        cmd += " " + (multi_scale_args(entry) or "--aug-test")
+    return cmd + f" --output eval{'-ms' if multi_scale else ''}.json"
 
 
 def _parity_section(entry: ZooEntry, parity: dict | None) -> str:
@@ -482,7 +506,8 @@ def card_body(entry: ZooEntry, family_entries: Sequence[ZooEntry], measured: Seq
 
     out += ["## Results", ""]
     out.append(f"{ds.name} {ds.split} split, crop {_crop(entry)}, test protocol: {test_protocol(entry)}. "
-               f"The first row is copied from {entry.source_table or 'the original table'}; it is the authors' "
+               "The first row is copied from the original authors' table"
+               + (f" ({entry.source_table})" if entry.source_table else "") + "; it is their "
                "measurement, not ours. The second row is our own evaluation of these converted weights with "
                + ("`scripts/evaluate.py` (listed below)." if measured else
                   f"`scripts/evaluate.py` and says \"{NOT_MEASURED}\" until one has been run and attached."))
@@ -516,11 +541,15 @@ def card_body(entry: ZooEntry, family_entries: Sequence[ZooEntry], measured: Seq
     out.append(f"Preprocessing (the paper's test pipeline, stored in `preprocessor_config.json`): "
                f"{_processor_summary(entry)}. `hf_seg.zoo.build_model(\"{entry.name}\")` builds the same "
                "architecture with random weights.")
-    out += ["", "Evaluate with the paper's test protocol (`test_mode`, `test_crop_size` and `test_stride` are "
-            "stored in the config):", "", "```bash", evaluate_command(entry)]
-    if p.miou_multi_scale is not None:
+    out += ["", f"Evaluate with the paper's test protocol ({test_protocol(entry)}; `test_mode`, `test_crop_size` "
+            "and `test_stride` are stored in the config, so `scripts/evaluate.py` uses them by default):", "",
+            "```bash", evaluate_command(entry)]
+    if multi_scale_args(entry):
         out.append(evaluate_command(entry, multi_scale=True))
-    out += ["```", "", "Attach the JSON it writes to this card with "
+    out += ["```", ""]
+    if p.miou_multi_scale is not None and not multi_scale_args(entry):
+        out += [f"The paper's multi-scale protocol: {p.multi_scale_note}.", ""]
+    out += ["Attach the JSON it writes to this card with "
             f"`python scripts/generate_model_cards.py --eval-json {entry.name}=eval.json`.", ""]
 
     out += ["## Conversion and parity", ""]

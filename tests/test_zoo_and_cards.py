@@ -377,6 +377,26 @@ def test_eval_json_formats_and_refusals():
         mc.parse_eval_json({"mean_iou": 0.4, "dataset": other}, entry=entry)
 
 
+def test_eval_json_written_by_scripts_evaluate_is_understood():
+    evaluation = pytest.importorskip("hf_seg.evaluation")
+    from hf_seg.data.info import dataset_info
+
+    entry = list_models()[0]
+    common = dict(per_category=[], num_images=3, timings={}, info=dataset_info(entry.dataset))
+    single = evaluation.EvaluationResult(
+        metrics={"mean_iou": 0.5, "mean_accuracy": 0.6, "overall_accuracy": 0.7, "mIoU": 50.0, "mAcc": 60.0,
+                 "aAcc": 70.0},
+        protocol={"test_mode": entry.test_mode, "aug_test": False, "scales": [1.0], "flip": False}, **common)
+    multi = evaluation.EvaluationResult(
+        metrics={"mean_iou": 0.52, "mean_accuracy": 0.6, "overall_accuracy": 0.7, "mIoU": 52.0, "mAcc": 60.0,
+                 "aAcc": 70.0},
+        protocol={"test_mode": entry.test_mode, "aug_test": True, "scales": [0.5, 1.0, 1.5], "flip": True}, **common)
+    records = [json.loads(json.dumps(r.to_dict(model=entry.hub_id, split="validation"))) for r in (single, multi)]
+    [ss], [ms] = (mc.parse_eval_json(r, entry=entry) for r in records)
+    assert (ss.multi_scale, ss.miou, ss.pixel_accuracy, ss.num_images) == (False, 50.0, 70.0, 3)
+    assert (ms.multi_scale, ms.miou) == (True, 52.0) and "flip" in ms.protocol
+
+
 def _write_facts() -> None:  # pragma: no cover - maintenance helper
     base = Path(os.environ.get("HF_SEG_FIXTURES", "/work/shared/fixtures"))
     facts = {f: extract_rows(f, json.loads((base / f / "zoo.json").read_text())) for f in FIXTURE_FAMILIES}

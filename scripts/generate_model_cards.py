@@ -62,10 +62,10 @@ def main(argv=None) -> int:
             print(f"{len(result.stale)} stale, {len(result.orphans)} orphan card(s); run "
                   "python scripts/generate_model_cards.py", file=sys.stderr)
             return 1
-        print(f"{len(result.unchanged)} cards up to date ({summary})")
+        print(f"{len(result.unchanged)} files up to date: {len(list_models())} cards and the index ({summary})")
         return 0
     for name in result.written:
-        print(f"wrote {Path(args.output) / name / 'README.md'}")
+        print(f"wrote {Path(args.output) / name if name == 'README.md' else Path(args.output) / name / 'README.md'}")
     for name in result.orphans:
         print(f"warning: {name} has a card but no zoo row", file=sys.stderr)
     print(f"{len(result.written)} written, {len(result.unchanged)} unchanged ({summary})")

@@ -304,6 +304,9 @@ def test_every_row_has_a_card_with_the_zoo_numbers():
     problems = []
     for entry in entries:
         problems += check_card(CARDS / entry.name / mc.CARD_FILE, entry)
+    index = (CARDS / mc.INDEX_FILE).read_text() if (CARDS / mc.INDEX_FILE).is_file() else ""
+    problems += [f"model_cards/README.md does not list {e.name}" for e in entries
+                 if f"[{e.name}]({e.name}/README.md)" not in index]
     known = {e.name for e in entries}
     problems += [f"card {p.parent.name} has no zoo row" for p in CARDS.glob(f"*/{mc.CARD_FILE}")
                  if p.parent.name not in known]
@@ -319,9 +322,9 @@ def test_committed_cards_are_current():
 def test_generator_is_idempotent_and_check_detects_staleness(tmp_path):
     entries = list_models()
     first = mc.generate_cards(tmp_path)
-    assert sorted(first.written) == sorted(e.name for e in entries)
+    assert sorted(first.written) == sorted([mc.INDEX_FILE, *(e.name for e in entries)])
     second = mc.generate_cards(tmp_path)
-    assert not second.written and len(second.unchanged) == len(entries)
+    assert not second.written and len(second.unchanged) == len(entries) + 1
     victim = tmp_path / entries[0].name / mc.CARD_FILE
     victim.write_text(victim.read_text().replace(mc.fmt(entries[0].paper.miou_single_scale or
                                                         entries[0].paper.miou_multi_scale), "99.99", 1))

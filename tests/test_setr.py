@@ -161,7 +161,7 @@ def tiny_config(kind="naive", **overrides):
     elif kind == "hlg":
         base = dict(backbone="hlg", image_size=64, hlg_embed_dims=(16, 32, 32, 64), hlg_num_heads=(1, 2, 2, 4),
                     hlg_depths=(1, 1, 1, 1), hlg_crs_interval=(2, 2, 1, 1), hlg_window_size=2, num_labels=5,
-                    decode_head=hlg_up_head(32, 1, 2), auxiliary_heads=[fcn_head(2, 16)])
+                    decode_head=hlg_up_head(32, 2, 2), auxiliary_heads=[fcn_head(2, 16)])
     base.update(overrides)
     return SetrConfig(**base)
 
@@ -183,7 +183,7 @@ def test_forward_contract_and_hidden_states(kind):
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
         out = model(pixel_values=x, output_hidden_states=True)
-    expected = {"naive": size, "pup": size, "mla": size, "hlg": (size[0] // 4, size[1] // 4)}[kind]
+    expected = size  # Naive/MLA resize to the input, PUP is 16x the patch grid, HLG 4x its stride-4 fusion
     assert out.logits.shape == (2, 5, *expected)
     assert out.loss is None and out.auxiliary_logits is None
     assert out.hidden_states is not None and len(out.hidden_states) > 0
@@ -369,3 +369,71 @@ def test_converted_processor_follows_the_original_test_pipeline(case, converted)
     processor = AutoImageProcessor.from_pretrained(converted(case))
     assert processor.resize_mode == "keep_ratio" and not processor.do_rescale
     assert processor.image_std == [58.395, 57.12, 57.375] and processor.channel_order == "RGB"
+
+
+# ------------------------------------------------------------------------------------------------------- HLG
+def test_hlg_window_partition_round_trips_and_masks_padding():
+    from hf_seg.modeling.setr.modeling_hlg import Windows
+
+    x = torch.randn(2, 10, 12, 3)
+    for kind, interval in [("local", None), ("dilated", None), ("dilated", 4)]:
+        win = Windows(10, 12, kind, 7, interval=interval)
+        groups = win.split(win.pad(x))
+        assert torch.equal(win.merge(groups, 2), x)
+        valid = win.valid(x.device)
+        assert int(valid.sum()) == 10 * 12 and valid.shape == (win.nh * win.nw, win.gh * win.gw)
+        assert win.centre_coords(x.device).shape == (win.nh * win.nw, 2)
+
+
+@pytest.mark.parametrize("dims,heads,depths,paper_m", [
+    ((64, 128, 256, 512), (2, 4, 8, 16), (2, 2, 6, 2), 11),  # HLG-Tiny, README ImageNet table
+    ((96, 192, 384, 768), (3, 6, 12, 24), (2, 2, 6, 2), 24),  # HLG-Small
+])
+def test_hlg_backbone_size_matches_the_readme(dims, heads, depths, paper_m):
+    """The reconstructed backbone + a 1000-way classifier has the README's ImageNet parameter count (rounded)."""
+    from hf_seg.modeling.setr.modeling_hlg import HLGTransformer
+
+    config = SetrConfig(backbone="hlg", image_size=224, hlg_embed_dims=dims, hlg_num_heads=heads, hlg_depths=depths)
+    with torch.device("meta"):
+        backbone = HLGTransformer(config)
+    total = sum(p.numel() for p in backbone.parameters()) + dims[3] * 1000 + 1000
+    assert round(total / 1e6) == paper_m
+
+
+def test_hlg_presets_build_at_full_size():
+    for entry in [e for e in list_models("setr") if e.config["backbone"] == "hlg"]:
+        with torch.device("meta"):
+            model = SetrForSemanticSegmentation(build_config(entry.name))
+        assert len(model.auxiliary_heads) == 1 and model.auxiliary_heads[0].in_index == 2
+        assert sum(p.numel() for p in model.parameters()) > 3e7
+
+
+def test_hlg_checkpoint_names_convert_by_identity(tmp_path):
+    """An mmseg-style HLG checkpoint (our names = the original's) converts with a config in the original format."""
+    torch.manual_seed(0)
+    model = SetrForSemanticSegmentation(tiny_config("hlg", hlg_window_size=7)).eval()  # the original's fixed window
+    state = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
+    state.update({f"decode_head.{k}": v for k, v in model.decode_head.state_dict().items()})
+    state.update({f"auxiliary_head.{k}": v for k, v in model.auxiliary_heads[0].state_dict().items()})
+    torch.save({"state_dict": state}, tmp_path / "hlg.pth")
+    c = model.config
+    (tmp_path / "config.py").write_text(f"""
+norm_cfg = dict(type='BN', requires_grad=True)
+model = dict(type='EncoderDecoder',
+    backbone=dict(type='HLGTransformer', img_size=64, patch_size=4, embed_dims={c.hlg_embed_dims},
+                  num_heads={c.hlg_num_heads}, depths={c.hlg_depths}, qkv_bias=True, crs_interval={c.hlg_crs_interval}),
+    decode_head=dict(type='HLGUPHead', in_channels={c.hlg_embed_dims}, in_index=[0, 1, 2, 3], fuse_level=0,
+                     channels=32, depth=2, sr_ratio=2, num_classes=5, norm_cfg=norm_cfg, align_corners=False,
+                     loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    auxiliary_head=dict(type='FCNHead', in_channels=32, in_index=2, channels=16, num_convs=1, concat_input=False,
+                        num_classes=5, norm_cfg=norm_cfg, align_corners=False,
+                        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=0.4)))
+test_cfg = dict(mode='whole')
+""")
+    from hf_seg.conversion import convert_original
+
+    converted, _, report = convert_original(tmp_path / "config.py", [tmp_path / "hlg.pth"])
+    assert not report.dropped
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(converted(pixel_values=x).logits, model(pixel_values=x).logits)

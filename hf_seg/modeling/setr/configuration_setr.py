@@ -229,6 +229,9 @@ class SetrConfig(HfSegConfig):
             elif kind == "fcn":
                 head["in_index"] = self._level_index(head["in_index"], 4, where)
             elif kind == "hlg_up":
+                if int(head["sr_ratio"]) < 2 or int(head["channels"]) % 32:
+                    raise ValueError(f"{where}: the HLG head needs sr_ratio >= 2 (its dilation interval) and channels "
+                                     f"divisible by 32 (one head per 32 channels)")
                 head["fuse_level"] = self._level_index(head["fuse_level"], 4, where + ".fuse_level")
 
     def _block_index(self, index: int, where: str) -> int:

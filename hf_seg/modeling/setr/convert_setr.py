@@ -73,6 +73,7 @@ class SetrConverter(OriginalConverter):
         kwargs: dict[str, Any] = dict(backbone=kind, num_labels=num_labels, semantic_loss_ignore_index=ignore.pop())
         if kind == "hlg":
             kwargs.update(self._hlg_backbone(bb))
+            kwargs["qkv_bias"] = bool(bb.get("qkv_bias", False))
         else:
             if bb.get("hybrid_backbone") is not None:
                 raise ConfigError("SETR with a hybrid CNN stem (HybridEmbed) is not supported: no release uses it")
@@ -202,19 +203,17 @@ class SetrConverter(OriginalConverter):
 
     # ------------------------------------------------------------------------------------------------- rules
     def rules(self, config: SetrConfig) -> list[Rule]:
-        rules = [drop(r"(decode_head|auxiliary_head(\.\d+)?)\.conv_seg\.(weight|bias)",
-                      "mmseg BaseDecodeHead.conv_seg: built from `channels` but never called by SETR heads")]
-        if config.backbone == "vit":
+        rules = []
+        if config.backbone != "hlg":  # HLGUPHead and FCNHead do classify with conv_seg
+            rules.append(drop(r"(decode_head|auxiliary_head(\.\d+)?)\.conv_seg\.(weight|bias)",
+                              "mmseg BaseDecodeHead.conv_seg: built from `channels` but never called by SETR heads"))
+        if config.backbone in ("vit", "hlg"):  # names kept as in the original
             rules.append(Rule(r"backbone\.(.+)", r"backbone.\1"))
         elif config.backbone == "vit_mla":
             rules += [
                 Rule(r"backbone\.((patch_embed|blocks)\..+|cls_token|pos_embed)", r"backbone.vit.\1"),
                 Rule(r"backbone\.((norm_\d|mla)\..+)", r"backbone.\1"),
             ]
-        else:
-            from .convert_hlg import hlg_backbone_rules
-
-            rules += hlg_backbone_rules(config)
         rules.append(Rule(r"decode_head\.(.+)", r"decode_head.\1"))
         if len(config.auxiliary_heads) == 1:
             rules.append(Rule(r"auxiliary_head\.(?!\d+\.)(.+)", r"auxiliary_heads.0.\1"))

@@ -460,15 +460,20 @@ def evaluate_command(entry: ZooEntry, multi_scale: bool = False) -> str:
 
 
 def _parity_section(entry: ZooEntry, parity: dict | None) -> str:
+    how = ("`hf_seg.conversion` (`scripts/convert_original.py`, which `scripts/release.py` runs) reads the original "
+           "config without executing it, maps every tensor of the original checkpoint to a model tensor or drops it "
+           "with a stated reason, requires every model tensor to be produced and checks every shape")
+    if entry.checkpoint_urls or parity:
+        first = (f"The weights in this repository are the original checkpoint, converted: {how}. "
+                 "`conversion_report.json` lists the mapping.")
+    else:
+        first = f"A checkpoint trained with the original code converts like the released ones: {how}."
     lines = [
-        "The original checkpoint was converted with `hf_seg.conversion` (`scripts/convert_original.py`, which "
-        "`scripts/release.py` runs): the original config is read without executing it, every tensor of the original "
-        "checkpoint is either mapped to a model tensor or dropped with a stated reason, every model tensor is "
-        "produced and every shape is checked. `conversion_report.json` in this repository lists the mapping.",
+        first,
         "",
         f"Parity of the port: `tests/test_{entry.family}.py` converts checkpoints written by the original code and "
-        "checks the logits (and the training loss) against the original implementation's outputs within 1e-4 "
-        "relative.",
+        "compares the logits with the original implementation's outputs within 1e-4 relative (and the training "
+        "loss where the fixtures record it).",
         "",
     ]
     if parity:
@@ -556,16 +561,17 @@ def card_body(entry: ZooEntry, family_entries: Sequence[ZooEntry], measured: Seq
     if entry.checkpoint_urls:
         out.append("Original checkpoint: " + ", ".join(f"<{u}>" for u in entry.checkpoint_urls))
     else:
-        out.append("The original authors released no checkpoint for this row: this card documents the preset; "
-                   "there are no trained weights to convert.")
-    out += ["", "```bash",
+        out.append("The original authors released no checkpoint for this row: this card documents the preset "
+                   "(architecture, test protocol and the paper's numbers).")
+    out += ["", "Convert, verify and publish (a dry run unless `--push`):", "", "```bash",
             "python scripts/release.py --row " + entry.name + " --original-checkpoint CKPT [CKPT ...] "
-            "--original-config ORIGINAL_CONFIG --output DIR  # dry run; --push uploads",
+            "--original-config ORIGINAL_CONFIG --output DIR",
             "```", "", _parity_section(entry, parity), ""]
 
     out += ["## License", ""]
     if facts:
-        out.append(f"The original code and checkpoints come from {facts.repo}, released under the "
+        what = "The original code and checkpoints come" if entry.checkpoint_urls else "The original code comes"
+        out.append(f"{what} from {facts.repo}, released under the "
                    f"[{facts.license_name}]({facts.license_url}). {facts.license_note}".rstrip())
     elif entry.license:
         out.append(f"The original repository's license: {entry.license}.")

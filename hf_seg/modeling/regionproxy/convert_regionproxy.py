@@ -88,7 +88,8 @@ class RegionProxyConverter(OriginalConverter):
             backbone_type=backbone_type,
             image_size=_pair(backbone.get("img_size", 224)),
             patch_size=int(backbone.get("patch_size", 16)),
-            num_channels=int(backbone.get("in_channels", 3)),
+            # the timm hybrid stem is always built for 3 channels (the original ignores in_channels there)
+            num_channels=int(backbone.get("in_channels", 3)) if backbone_type == "vit" else 3,
             hidden_size=int(backbone.get("embed_dims", 768)),
             num_hidden_layers=int(backbone.get("num_layers", 12)),
             num_attention_heads=int(backbone.get("num_heads", 12)),

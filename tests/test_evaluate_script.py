@@ -21,6 +21,7 @@ import hf_seg  # noqa: F401 - registers the Auto classes
 from hf_seg.data import dataset_info, find_pairs, load_segmentation_dataset
 from hf_seg.evaluation import evaluate_segmentation, main
 from hf_seg.image_processing import HfSegImageProcessor
+from hf_seg.inference import num_windows
 from hf_seg.metrics import mean_iou
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,19 +140,21 @@ def test_constant_model_gives_the_exact_expected_metrics(tmp_path, dataset, cons
 
 
 def test_slide_and_aug_test_protocols(tmp_path):
-    info = dataset_info("ade20k")
+    info = dataset_info("camvid")  # 11 classes: cheap full-resolution softmax/argmax
     model_dir = _save_tiny(tmp_path / "model", info, {"resize_mode": "keep_ratio", "scale": [128, 64]},
                            test_mode="slide", test_crop_size=[48, 48], test_stride=[32, 32])
     out = tmp_path / "slide.json"
-    main(["--model", str(model_dir), "--dataset", str(DATA / "ade20k"), "--max-samples", "2", "--batch-size", "4",
-          "--output", str(out), "--no-progress", "--quiet"])
+    main(["--model", str(model_dir), "--dataset", str(DATA / "camvid"), "--split", "test", "--max-samples", "2",
+          "--batch-size", "4", "--output", str(out), "--no-progress", "--quiet"])
     record = json.loads(out.read_text())
     assert record["num_images"] == 2 and record["test_mode"] == "slide"
-    assert record["protocol"]["crop_size"] == [48, 48] and record["timings"]["windows"] > 2
+    assert record["protocol"]["crop_size"] == [48, 48]
+    assert record["timings"]["windows"] == 2 * num_windows(64, 85, 48, 32)  # 480x360 -> 85x64 (keep ratio)
     assert 0 <= record["metrics"]["mean_iou"] <= 1 and 0 <= record["metrics"]["overall_accuracy"] <= 1
     out = tmp_path / "aug.json"
-    main(["--model", str(model_dir), "--dataset", str(DATA / "ade20k"), "--max-samples", "1", "--aug-test",
-          "--scales", "0.5", "1.0", "--mode", "whole", "--output", str(out), "--no-progress", "--quiet"])
+    main(["--model", str(model_dir), "--dataset", str(DATA / "camvid"), "--split", "test", "--max-samples", "1",
+          "--aug-test", "--scales", "0.5", "1.0", "--mode", "whole", "--output", str(out), "--no-progress",
+          "--quiet"])
     record = json.loads(out.read_text())
     assert record["aug_test"] and record["protocol"]["flip"] and record["protocol"]["scales"] == [0.5, 1.0]
     assert record["test_mode"] == "whole"

@@ -183,6 +183,7 @@ DATASETS: dict[str, DatasetFacts] = {
     "ade20k": DatasetFacts("ADE20K", "scene_parse_150", "validation", "scene_parse_150"),
     "cityscapes": DatasetFacts("Cityscapes", "cityscapes", "validation"),
     "pascal_context": DatasetFacts("PASCAL-Context", "pascal_context", "validation"),
+    "pascal_context_60": DatasetFacts("PASCAL-Context", "pascal_context", "validation"),  # background included
     # SeMask's COCO-Stuff 10k configs evaluate on images/test2014 (the 1k test images)
     "coco_stuff": DatasetFacts("COCO-Stuff 10k", "coco_stuff_10k", "test"),
     "camvid": DatasetFacts("CamVid", "camvid", "test"),

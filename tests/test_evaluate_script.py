@@ -218,3 +218,98 @@ def test_evaluate_script_subprocess(tmp_path):
     assert len(record["per_category"]) == 150
     assert all(0 <= record["metrics"][k] <= 1 for k in ("mean_iou", "mean_accuracy", "overall_accuracy"))
     assert record["environment"]["device"] == "cpu"
+
+
+# ------------------------------------------------------------------------------------- synthetic layouts
+def _png(path: Path, array, mode=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array), mode=mode).save(path)
+
+
+def _rgb(seed, h=6, w=8):
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def test_pascal_context_layout(tmp_path):
+    root = tmp_path / "VOCdevkit" / "VOC2010"
+    for i, name in enumerate(["2008_000001", "2008_000002", "2008_000003"]):
+        (root / "JPEGImages").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_rgb(i)).save(root / "JPEGImages" / f"{name}.jpg")
+        _png(root / "SegmentationClassContext" / f"{name}.png", np.full((6, 8), i * 10, np.uint8))
+    lists = root / "ImageSets" / "SegmentationContext"
+    lists.mkdir(parents=True)
+    (lists / "train.txt").write_text("2008_000001\n2008_000002\n")
+    (lists / "val.txt").write_text("2008_000003\n")
+    data = load_segmentation_dataset(tmp_path)
+    assert sorted(data) == ["train", "validation"] and len(data["train"]) == 2
+    info = data.info
+    assert info.name == "pascal_context" and info.num_labels == 59 and info.reduce_labels
+    assert info.convert_labels(np.array([[0, 1, 59]])).tolist() == [[255, 0, 58]]
+
+
+@pytest.mark.parametrize("variant, splits", [("coco_stuff164k", ("train2017", "val2017")),
+                                             ("coco_stuff10k", ("train2014", "test2014"))])
+def test_coco_stuff_layouts(tmp_path, variant, splits):
+    root = tmp_path / variant
+    for split in splits:
+        Image.fromarray(_rgb(1)).save(_mk(root / "images" / split) / "000000000139.jpg")
+        _png(root / "annotations" / split / "000000000139_labelTrainIds.png", np.full((6, 8), 170, np.uint8))
+    data = load_segmentation_dataset(tmp_path)
+    expected = {"train2017": "train", "val2017": "validation", "train2014": "train", "test2014": "test"}
+    assert sorted(data) == sorted(expected[s] for s in splits)
+    assert data.info.name == "coco_stuff" and data.info.num_labels == 171 and data.info.label_map is None
+
+
+def test_coco_stuff_raw_stuffthingmaps_are_mapped(tmp_path):
+    root = tmp_path / "coco_stuff164k"
+    Image.fromarray(_rgb(1)).save(_mk(root / "images" / "val2017") / "000000000285.jpg")
+    raw = np.array([[0, 11, 12, 181, 255, 89, 91, 90]] * 6, dtype=np.uint8)  # 11 = street sign (unused)
+    _png(root / "annotations" / "val2017" / "000000000285.png", raw)
+    files = find_pairs(tmp_path, "val")
+    assert files.pairs[0][1].endswith("000000000285.png") and files.info.label_map is not None
+    ids = files.info.convert_labels(np.array(Image.open(files.pairs[0][1])))[0].tolist()
+    # person 0, street sign (unused) 255, stop sign 11, wood (last stuff) 170, unlabeled 255, toothbrush 79,
+    # banner (first stuff) 80, hair brush (unused) 255
+    assert ids == [0, 255, 11, 170, 255, 79, 80, 255]
+
+
+def test_generic_images_annotations_layout(tmp_path):
+    for split in ("train", "val"):
+        Image.fromarray(_rgb(2)).save(_mk(tmp_path / "images" / split) / "a.jpg")
+        _png(tmp_path / "annotations" / split / "a.png", np.ones((6, 8), np.uint8))
+    data = load_segmentation_dataset(tmp_path)
+    assert sorted(data) == ["train", "validation"] and data.info.name == "custom" and data.info.num_labels is None
+    data = load_segmentation_dataset(tmp_path, split="val", id2label={0: "bg", 1: "fg"})
+    assert list(data) == ["validation"] and data.info.num_labels == 2 and data.info.class_names == ["bg", "fg"]
+
+
+def test_saved_dataset_with_other_column_names(tmp_path):
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {"pixel_values": [Image.fromarray(_rgb(3))], "label": [Image.fromarray(np.zeros((6, 8), np.uint8))],
+         "scene": ["x"]},
+        features=datasets.Features({"pixel_values": datasets.Image(), "label": datasets.Image(),
+                                    "scene": datasets.Value("string")}))
+    datasets.DatasetDict({"validation": ds}).save_to_disk(str(tmp_path / "scene_parse_150_subset"))
+    data = load_segmentation_dataset(str(tmp_path / "scene_parse_150_subset"), split="val")
+    assert list(data) == ["validation"]
+    row = data["validation"][0]
+    assert {"image", "annotation"} <= set(row) and row["annotation"].mode == "L"
+    assert data.info.name == "ade20k" and data.info.reduce_labels  # known from the name
+    assert data.info.layout == "disk"
+
+
+def test_unknown_folder_is_explained(tmp_path):
+    from hf_seg.data import DatasetLayoutError
+
+    (tmp_path / "stuff").mkdir()
+    with pytest.raises(DatasetLayoutError, match="ADE20K"):
+        find_pairs(tmp_path, "val")
+    with pytest.raises(DatasetLayoutError, match="no split"):
+        find_pairs(DATA / "ade20k", "train")
+
+
+def _mk(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

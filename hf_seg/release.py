@@ -22,7 +22,6 @@ import contextlib
 import io
 import json
 import re
-import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -325,8 +324,7 @@ def release(
     window: Sequence[int] | None = None,
     api=None,
 ) -> ReleaseResult:
-    from .conversion import read_config, save_converted
-    from .conversion import convert_original
+    from .conversion import convert_original, read_config, save_converted
     from .model_cards import card_text, parse_eval_json
 
     entry = get_entry(row) if isinstance(row, str) else row

@@ -264,7 +264,8 @@ def test_slide_inference_agrees_with_whole_inference_where_it_should():
     (dict(decode_head=naive_head(9)), "outside"),
     (dict(hidden_size=30, num_attention_heads=4), "divisible"),
     (dict(backbone="vit_mla", mla_index=(0, 1, 2), decode_head=mla_head()), "mla_index"),
-    (dict(backbone="vit_mla", mla_channels=64, decode_head=mla_head(), auxiliary_heads=[mla_aux_head(0)]), "256"),
+    (dict(backbone="vit_mla", mla_index=(0, 1, 2, 3), mla_channels=64, decode_head=mla_head(),
+          auxiliary_heads=[mla_aux_head(0)]), "256"),
     (dict(decode_head=dict(type="vit_up", in_index=0, colour="red")), "unknown keys"),
 ])
 def test_config_refuses_what_cannot_be_built(kwargs, match):

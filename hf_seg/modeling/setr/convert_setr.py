@@ -165,6 +165,10 @@ class SetrConverter(OriginalConverter):
 
     @staticmethod
     def _hlg_backbone(bb: dict) -> dict:
+        if bb.get("h0_h1_method", "mean") not in (None, "mean", "avgpool"):
+            raise ConfigError(f"HLG window tokens by {bb['h0_h1_method']!r}: only the mean (every release) is supported")
+        if not bb.get("dynamic_position_bias", True):
+            raise ConfigError("HLG without dynamic position bias is not supported (every release uses it)")
         return dict(
             image_size=_square(bb.get("img_size", 224)), num_channels=int(bb.get("in_chans", 3)),
             hlg_patch_size=int(bb.get("patch_size", 4)), hlg_embed_dims=list(bb["embed_dims"]),

@@ -270,7 +270,6 @@ def test_config_refusals():
         UnEptConfig(backbone="deit", deit_depth=8)
 
 
-@pytest.mark.slow
 def test_torch_compile_smoke():
     model = tiny_model(msda_backend="pytorch")
     x = torch.randn(1, 3, 32, 32)

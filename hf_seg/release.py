@@ -132,6 +132,12 @@ def compare_architecture(entry: ZooEntry, converted_config) -> ArchitectureCheck
     return check
 
 
+def compare_processor(entry: ZooEntry, processor) -> dict[str, tuple[Any, Any]]:
+    """Fields of the row's preset processor that the processor converted from the original config sets otherwise."""
+    got = processor.to_dict()
+    return {k: (v, got.get(k)) for k, v in sorted(entry.processor.items()) if k in got and not _equal(v, got.get(k))}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # parity: stored outputs, or the original code
 # ---------------------------------------------------------------------------------------------------------------
@@ -349,6 +355,11 @@ def release(
     if architecture.warnings:
         messages.append(f"warning: fields that differ from the preset (protocol/training only): "
                         f"{architecture.describe(architecture.warnings)}")
+
+    processor_diff = compare_processor(entry, processor)
+    if processor_diff:
+        messages.append("warning: the original test pipeline differs from the row's preset processor: "
+                        + "; ".join(f"{k}: row {a!r} vs original config {b!r}" for k, (a, b) in processor_diff.items()))
 
     parity = None
     if no_verify:

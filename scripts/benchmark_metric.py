@@ -31,6 +31,10 @@ import threading
 import time
 from pathlib import Path
 
+# scripts/evaluate.py sits next to this file: keep this folder off sys.path so `import evaluate` is the library
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
 OURS = ("ours", "ours_stream", "ours_evaluate")
 REAL = ("real_evaluate", "real_function")
 

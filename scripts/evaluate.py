@@ -8,9 +8,14 @@
 The logic lives in ``hf_seg.evaluation`` (also behind the ``hf-seg`` CLI); see ``--help``.
 """
 
+import os
 import sys
 
-from hf_seg.evaluation import main
+# this file is named like the `evaluate` library: keep its folder off sys.path so `import evaluate` finds the library
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
+from hf_seg.evaluation import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,9 +6,10 @@
 
 from .auto import register_auto_classes
 from .image_processing import HfSegImageProcessor
+from .zoo import list_models
 
 __version__ = "0.1.0"
 
 register_auto_classes()
 
-__all__ = ["HfSegImageProcessor", "register_auto_classes", "__version__"]
+__all__ = ["HfSegImageProcessor", "list_models", "register_auto_classes", "__version__"]

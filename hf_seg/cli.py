@@ -29,6 +29,7 @@ def _predict(args) -> int:
 
 
 def _models(args) -> int:
+    from .model_cards import zoo_table_text
     from .zoo import list_models
 
     rows = list_models(args.family)
@@ -37,16 +38,8 @@ def _models(args) -> int:
 
         print(json.dumps([e.to_dict() for e in rows], indent=1))
         return 0
-    header = ("name", "dataset", "crop", "test", "mIoU ss", "mIoU ms", "params M")
-    table = [header]
-    for e in rows:
-        fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
-        table.append((e.name, e.dataset, "x".join(map(str, e.crop_size)), e.test_mode,
-                      fmt(e.paper.miou_single_scale), fmt(e.paper.miou_multi_scale), fmt(e.paper.params_m)))
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
-    print(f"\n{len(rows)} models (paper numbers; weights as converted from the original checkpoints)")
+    print(zoo_table_text(rows))
+    print(f"\n{len(rows)} models; paper numbers as the seeds report them (hub ids are where converted weights go)")
     return 0
 
 

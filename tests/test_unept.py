@@ -270,6 +270,29 @@ def test_config_refusals():
         UnEptConfig(backbone="deit", deit_depth=8)
 
 
+@pytest.mark.parametrize("style", ["pytorch", "caffe"])
+@pytest.mark.parametrize("depth", [18, 50])
+def test_resnet_v1c_geometry(style, depth):
+    """Stage strides/dilations are set the mmseg way (stride on the 3x3 or 1x1 conv, contract_dilation)."""
+    from hf_seg.modeling.unept.modeling_unept import ResNetV1cBackbone
+
+    config = tiny_config(resnet_depth=depth, strides=[1, 2, 2, 1], dilations=[1, 1, 1, 4], contract_dilation=False,
+                         resnet_style=style)
+    backbone = ResNetV1cBackbone(config).eval()
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, 64, 64))
+    assert [f.shape[-1] for f in feats] == [16, 8, 4, 4]
+    assert [f.shape[1] for f in feats] == [4 * 2**i * (1 if depth == 18 else 4) for i in range(4)]
+    layer4 = backbone.body.layer4
+    dilated = layer4[0].conv1 if depth == 18 else layer4[0].conv2
+    assert dilated.dilation == (4, 4)  # contract_dilation=False: the first block is dilated too
+    strided = backbone.body.layer2[0].conv1 if depth == 18 or style == "caffe" else backbone.body.layer2[0].conv2
+    assert strided.stride == (2, 2)
+    contracted = ResNetV1cBackbone(tiny_config(resnet_depth=depth, dilations=[1, 1, 1, 4]))
+    first = contracted.body.layer4[0].conv1 if depth == 18 else contracted.body.layer4[0].conv2
+    assert first.dilation == (2, 2)
+
+
 def test_torch_compile_smoke():
     model = tiny_model(msda_backend="pytorch")
     x = torch.randn(1, 3, 32, 32)

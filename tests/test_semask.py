@@ -165,6 +165,9 @@ def reference_backbone(backbone, pixel_values):
     x = backbone.patch_embed.proj(x)
     b, c, h, w = x.shape
     x = backbone.patch_embed.norm(x.flatten(2).transpose(1, 2))
+    if backbone.absolute_pos_embed is not None:
+        pos = F.interpolate(backbone.absolute_pos_embed, size=(h, w), mode="bicubic")
+        x = x + pos.flatten(2).transpose(1, 2)
     features, priors = [], []
     for stage, out_norm in zip(backbone.layers, backbone.norms):
         ws = stage.window_size
@@ -210,6 +213,17 @@ def test_backbone_matches_reference_with_window_padding(size, kinds):
     stride4 = (math.ceil(size[0] / 4), math.ceil(size[1] / 4))
     assert out.logits.shape == (2, 6, *stride4)
     assert out.cls_logits.shape == (2, 6, *stride4)
+
+
+def test_absolute_position_embedding_matches_reference():
+    model = randomize(SeMaskForSemanticSegmentation(tiny_config(use_absolute_pos_embed=True, pretrain_img_size=64)))
+    assert model.backbone.absolute_pos_embed.shape == (1, 16, 16, 16)
+    pixel_values = torch.randn(1, 3, 50, 90, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        out = model.eval()(pixel_values, output_hidden_states=True)
+        ref_features, ref_priors = reference_backbone(model.backbone, pixel_values)
+    for i, (ours, ref) in enumerate(zip(out.hidden_states + out.class_prior_maps, ref_features + ref_priors)):
+        assert_close(ours, ref, f"output_{i}")
 
 
 def test_semantic_layer_rule():

@@ -351,13 +351,14 @@ ORIGINAL_PARAMS_M = {"unept-res50-ade20k-480": 32.36, "unept-deit-ade20k-480": 9
 
 
 def test_presets_build_and_parameter_counts():
-    from hf_seg.zoo import build_config, build_model, list_models
+    from hf_seg.zoo import build_config, build_model, build_processor, list_models
 
     entries = list_models("unept")
     assert len(entries) == 3
     for entry in entries:
         config = build_config(entry.name)
         assert config.model_type == "hfseg_unept" and config.test_mode == "slide"
+        assert build_processor(entry.name).resize_mode == "keep_ratio"
         with torch.device("meta"):
             model = build_model(entry.name)
         params = sum(p.numel() for p in model.parameters()) / 1e6

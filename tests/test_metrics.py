@@ -224,3 +224,32 @@ def test_metrics_package_imports_no_model_code():
                 names = [node.module or ""]
             for name in names:
                 assert "modeling" not in name and "transformers" not in name, (path, name)
+
+
+def test_raw_histogram_grows_flushes_and_folds_like_the_direct_path():
+    from hf_seg.metrics import RawPairHistogram
+
+    rng = np.random.default_rng(7)
+    batches = [
+        (rng.integers(0, 6, (20, 30)).astype(np.uint8), rng.integers(0, 9, (20, 30)).astype(np.uint8)),
+        (rng.integers(-3, 12, (15, 10)).astype(np.int32), rng.integers(0, 300, (15, 10)).astype(np.uint16)),  # grows
+        (rng.integers(0, 6, (8, 8)).astype(np.int64), rng.integers(-(10**9), 10**9, (8, 8))),  # too wide: sparse
+        (rng.integers(0, 6, (9, 9)).astype(np.uint8), rng.integers(0, 9, (9, 9)).astype(np.uint8)),  # back in grid
+    ]
+    hist = RawPairHistogram()
+    for pred, ref in batches:
+        hist.update(pred, ref)
+    options = [dict(num_labels=6, ignore_index=255), dict(num_labels=6, ignore_index=0, reduce_labels=True),
+               dict(num_labels=8, ignore_index=-1, label_map={3: 1, 1: 7, 250: 255}), dict(num_labels=1,
+                                                                                          ignore_index=None)]
+    for opts in options:
+        direct = MeanIoU(**opts)
+        for pred, ref in batches:
+            direct.update(pred, ref, method="direct")
+        folded = hist.fold(opts["num_labels"], opts["ignore_index"], opts.get("label_map"),
+                           opts.get("reduce_labels", False))
+        assert np.array_equal(folded, direct.confusion), opts
+    r, p, c = hist.triples()
+    assert c.sum() == sum(pred.size for pred, _ in batches)
+    merged = RawPairHistogram().merge(hist).merge(hist)
+    assert np.array_equal(merged.fold(6, 255), 2 * hist.fold(6, 255))

@@ -13,6 +13,7 @@ import os
 
 from .segmentation import (
     MeanIoU,
+    RawPairHistogram,
     fold_pair_counts,
     mean_iou,
     merge_pair_counts,
@@ -26,6 +27,7 @@ EVALUATE_MODULE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 
 __all__ = [
     "EVALUATE_MODULE_PATH",
     "MeanIoU",
+    "RawPairHistogram",
     "fold_pair_counts",
     "logits_to_predictions",
     "make_compute_metrics",

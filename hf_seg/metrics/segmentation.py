@@ -35,10 +35,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["mean_iou", "MeanIoU", "metrics_from_confusion", "pair_counts", "merge_pair_counts", "fold_pair_counts"]
+__all__ = ["mean_iou", "MeanIoU", "RawPairHistogram", "metrics_from_confusion", "pair_counts", "merge_pair_counts",
+           "fold_pair_counts"]
 
-# joint histograms of raw values use a dense bincount up to this many cells, np.unique above
+# joint histograms of raw values: a persistent dense grid up to _GRID_LIMIT cells, a one-off dense bincount up to
+# _DENSE_LIMIT cells, np.unique above; sparse triples are compacted past _SPARSE_COMPACT_AT cells
+_GRID_LIMIT = 1 << 20
 _DENSE_LIMIT = 1 << 24
+_SPARSE_COMPACT_AT = 200_000
 
 
 # --------------------------------------------------------------------------------------------- input handling
@@ -102,55 +106,160 @@ def _iter_pairs(predictions, references):
 
 
 # ------------------------------------------------------------------------------------- joint raw histograms
-def pair_counts(predictions, references) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Histogram of the raw (reference value, prediction value) pairs of integer maps (numpy/CPU).
-
-    Returns ``(reference_values, prediction_values, counts)``, int64 arrays holding the non-zero cells only. Every
-    statistic of :func:`mean_iou` is a function of this histogram, whatever ``label_map``/``reduce_labels``/
-    ``ignore_index`` are, which is what lets ``evaluate``'s API (options given at ``compute`` time) stream.
-    """
+def _as_numpy_pair(predictions, references) -> tuple[np.ndarray, np.ndarray]:
     pred = _as_integer_map(predictions, "predictions")
     ref = _as_integer_map(references, "references")
-    if isinstance(pred, torch.Tensor) or isinstance(ref, torch.Tensor):
-        pred = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
-        ref = ref.cpu().numpy() if isinstance(ref, torch.Tensor) else ref
+    pred = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
+    ref = ref.cpu().numpy() if isinstance(ref, torch.Tensor) else ref
     if pred.shape != ref.shape:
         raise ValueError(f"prediction {pred.shape} and reference {ref.shape} differ in shape")
-    if pred.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty
-    rmin, rmax = int(ref.min()), int(ref.max())
-    pmin, pmax = int(pred.min()), int(pred.max())
-    rows, cols = rmax - rmin + 1, pmax - pmin + 1
+    return pred, ref
+
+
+def _value_range(array: np.ndarray) -> tuple[int, int]:
+    if array.dtype == np.uint8:
+        return 0, 255  # no pass over the data; the histogram grid is small anyway
+    return int(array.min()), int(array.max())
+
+
+def _dense_counts(pred: np.ndarray, ref: np.ndarray, r0: int, p0: int, rows: int, cols: int) -> np.ndarray:
+    """Histogram over the grid [r0, r0 + rows) x [p0, p0 + cols) (all values must lie inside), flat int64."""
     cells = rows * cols
-    if cells <= _DENSE_LIMIT:
-        # modular arithmetic in a small unsigned type is exact because the true key is < 2**bits
-        kdt = np.dtype(np.uint16) if cells <= (1 << 16) else np.dtype(np.uint32)
-        modulus = 1 << (8 * kdt.itemsize)
+    # modular arithmetic in a small unsigned type is exact because every true key is < cells <= 2**bits
+    kdt = np.dtype(np.uint16) if cells <= (1 << 16) else np.dtype(np.uint32) if cells <= (1 << 32) else np.dtype(
+        np.int64)
+    modulus = 1 << (8 * kdt.itemsize) if kdt.kind == "u" else None
+    if modulus is None:
+        key = (ref.astype(np.int64) - r0) * cols + (pred.astype(np.int64) - p0)
+    else:
         key = ref.astype(kdt)  # always a fresh array, safe to modify in place
-        if rmin:
-            key -= kdt.type(rmin % modulus)
+        if r0:
+            key -= kdt.type(r0 % modulus)
         if cols != 1:
             key *= kdt.type(cols)
         p = pred.astype(kdt, copy=False)
-        if pmin:
-            p = p - kdt.type(pmin % modulus)
+        if p0:
+            p = p - kdt.type(p0 % modulus)
         key += p
-        hist = np.bincount(key.reshape(-1), minlength=cells)
-        nz = np.flatnonzero(hist)
-        counts = hist[nz].astype(np.int64)
-    else:
-        if cells < (1 << 62):
-            key = (ref.astype(np.int64) - rmin) * cols + (pred.astype(np.int64) - pmin)
-            nz, counts = np.unique(key.reshape(-1), return_counts=True)
-        else:  # absurd value ranges: unique over the pairs themselves
-            pairs = np.stack([ref.reshape(-1).astype(np.int64), pred.reshape(-1).astype(np.int64)], axis=1)
-            uniq, counts = np.unique(pairs, axis=0, return_counts=True)
-            return uniq[:, 0].copy(), uniq[:, 1].copy(), counts.astype(np.int64)
-        counts = counts.astype(np.int64)
-    r_vals = nz // cols + rmin
-    p_vals = nz % cols + pmin
-    return r_vals.astype(np.int64), p_vals.astype(np.int64), counts
+    return np.bincount(key.reshape(-1), minlength=cells)
+
+
+class RawPairHistogram:
+    """Counts of the raw (reference value, prediction value) pairs of integer maps, accumulated over updates.
+
+    Every statistic of :func:`mean_iou` is a function of this histogram, whatever ``label_map``/``reduce_labels``/
+    ``ignore_index`` are, which is what lets ``evaluate``'s API (options given at ``compute`` time) stream. It is a
+    dense grid over the value ranges seen (e.g. 256 x num_labels cells for uint8 annotations), grown when new values
+    appear; value ranges too wide for a grid are kept as sparse (value, value, count) triples.
+    """
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> "RawPairHistogram":
+        self._grid: np.ndarray | None = None  # [rows, cols] int64
+        self._r0 = self._p0 = 0
+        self._sparse: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._sparse_cells = 0
+        return self
+
+    @property
+    def empty(self) -> bool:
+        return self._grid is None and not self._sparse
+
+    def update(self, predictions, references) -> "RawPairHistogram":
+        pred, ref = _as_numpy_pair(predictions, references)
+        if pred.size == 0:
+            return self
+        (rmin, rmax), (pmin, pmax) = _value_range(ref), _value_range(pred)
+        if self._grid is not None:
+            rows, cols = self._grid.shape
+            if self._r0 <= rmin and rmax < self._r0 + rows and self._p0 <= pmin and pmax < self._p0 + cols:
+                self._grid += _dense_counts(pred, ref, self._r0, self._p0, rows, cols).reshape(rows, cols)
+                return self
+            # grow the grid to the union of the ranges when it stays small, else flush it to triples
+            r0, p0 = min(rmin, self._r0), min(pmin, self._p0)
+            r1, p1 = max(rmax, self._r0 + rows - 1), max(pmax, self._p0 + cols - 1)
+            if (r1 - r0 + 1) * (p1 - p0 + 1) <= _GRID_LIMIT:
+                grid = np.zeros((r1 - r0 + 1, p1 - p0 + 1), dtype=np.int64)
+                grid[self._r0 - r0: self._r0 - r0 + rows, self._p0 - p0: self._p0 - p0 + cols] = self._grid
+                self._grid, self._r0, self._p0 = grid, r0, p0
+                rows, cols = grid.shape
+                self._grid += _dense_counts(pred, ref, r0, p0, rows, cols).reshape(rows, cols)
+                return self
+            self._add_triples(*self._grid_triples())
+            self._grid = None
+        rows, cols = rmax - rmin + 1, pmax - pmin + 1
+        if rows * cols <= _GRID_LIMIT:
+            self._grid = _dense_counts(pred, ref, rmin, pmin, rows, cols).reshape(rows, cols)
+            self._r0, self._p0 = rmin, pmin
+        elif rows * cols <= _DENSE_LIMIT:  # one-off dense count, kept sparse
+            hist = _dense_counts(pred, ref, rmin, pmin, rows, cols)
+            nz = np.flatnonzero(hist)
+            self._add_triples(nz // cols + rmin, nz % cols + pmin, hist[nz].astype(np.int64))
+        else:
+            if rows * cols < (1 << 62):
+                key = (ref.astype(np.int64) - rmin) * cols + (pred.astype(np.int64) - pmin)
+                uniq, counts = np.unique(key.reshape(-1), return_counts=True)
+                self._add_triples(uniq // cols + rmin, uniq % cols + pmin, counts.astype(np.int64))
+            else:  # absurd value ranges: unique over the pairs themselves
+                pairs = np.stack([ref.reshape(-1).astype(np.int64), pred.reshape(-1).astype(np.int64)], axis=1)
+                uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+                self._add_triples(uniq[:, 0].copy(), uniq[:, 1].copy(), counts.astype(np.int64))
+        return self
+
+    def merge(self, other: "RawPairHistogram") -> "RawPairHistogram":
+        self._add_triples(*other.triples())
+        return self
+
+    def _add_triples(self, r, p, c) -> None:
+        if len(c):
+            self._sparse.append((r, p, c))
+            self._sparse_cells += len(c)
+            if self._sparse_cells > _SPARSE_COMPACT_AT and len(self._sparse) > 1:
+                self._sparse = [merge_pair_counts(self._sparse)]
+                self._sparse_cells = len(self._sparse[0][2])
+
+    def _grid_triples(self):
+        rows, cols = self._grid.shape
+        flat = self._grid.reshape(-1)
+        nz = np.flatnonzero(flat)
+        return nz // cols + self._r0, nz % cols + self._p0, flat[nz].copy()
+
+    def triples(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reference_values, prediction_values, counts) of the non-zero cells, int64."""
+        parts = list(self._sparse)
+        if self._grid is not None:
+            parts.append(self._grid_triples())
+        return merge_pair_counts(parts)
+
+    def fold(self, num_labels: int, ignore_index=255, label_map=None, reduce_labels: bool = False) -> np.ndarray:
+        """The (num_labels + 1)² confusion matrix under these options (see :func:`fold_pair_counts`)."""
+        label_map = _normalize_label_map(label_map)
+        size = num_labels + 1
+        conf = np.zeros((size, size), dtype=np.int64)
+        if self._grid is not None:
+            rows_n, cols_n = self._grid.shape
+            rows = _reference_rows(np.arange(self._r0, self._r0 + rows_n), num_labels, ignore_index, label_map,
+                                   reduce_labels)
+            cols = _prediction_cols(np.arange(self._p0, self._p0 + cols_n), num_labels)
+            keep = rows >= 0
+            if keep.any():
+                flat = (rows[keep, None] * size + cols[None, :]).reshape(-1)
+                # float64 weights are exact for counts below 2**53
+                conf += np.rint(np.bincount(flat, weights=self._grid[keep].reshape(-1), minlength=size * size)
+                                ).astype(np.int64).reshape(size, size)
+        for r, p, c in self._sparse:
+            conf += fold_pair_counts(r, p, c, num_labels, ignore_index, label_map, reduce_labels)
+        return conf
+
+
+def pair_counts(predictions, references) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Histogram of the raw (reference value, prediction value) pairs of integer maps (numpy/CPU).
+
+    Returns ``(reference_values, prediction_values, counts)``, int64 arrays holding the non-zero cells only.
+    """
+    return RawPairHistogram().update(predictions, references).triples()
 
 
 def merge_pair_counts(triples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -308,11 +417,10 @@ def mean_iou(
         ``{"mean_iou", "mean_accuracy", "overall_accuracy"}`` (np.float64) and ``{"per_category_iou",
         "per_category_accuracy"}`` (float64 arrays of shape (num_labels,)).
     """
-    label_map = _normalize_label_map(label_map)
-    conf = np.zeros((num_labels + 1, num_labels + 1), dtype=np.int64)
+    hist = RawPairHistogram()
     for pred, ref in _iter_pairs(predictions, references):
-        conf += fold_pair_counts(*pair_counts(pred, ref), num_labels, ignore_index, label_map, reduce_labels)
-    return metrics_from_confusion(conf, nan_to_num)
+        hist.update(pred, ref)
+    return metrics_from_confusion(hist.fold(num_labels, ignore_index, label_map, reduce_labels), nan_to_num)
 
 
 class MeanIoU:
@@ -354,7 +462,8 @@ class MeanIoU:
     # state
     def reset(self) -> "MeanIoU":
         n = self.num_labels
-        self._conf_cpu = np.zeros((n + 1, n + 1), dtype=np.int64)
+        self._conf_cpu = np.zeros((n + 1, n + 1), dtype=np.int64)  # merged / all-reduced counts
+        self._raw = RawPairHistogram()  # CPU inputs, folded when the numbers are asked for
         self._conf_dev: torch.Tensor | None = None  # flat (n + 2) * (n + 1) on the accelerator
         self.num_updates = 0
         return self
@@ -399,8 +508,7 @@ class MeanIoU:
                     pred_np = pred.cpu().numpy() if isinstance(pred, torch.Tensor) else pred
                     ref_np = ref.cpu().numpy() if isinstance(ref, torch.Tensor) else ref
                     pred, ref = pred_np[mask], ref_np[mask]
-                self._conf_cpu += fold_pair_counts(*pair_counts(pred, ref), self.num_labels, self.ignore_index,
-                                                   self.label_map, self.reduce_labels)
+                self._raw.update(pred, ref)
             else:
                 raise ValueError(f"method must be 'auto', 'histogram' or 'direct', got {method!r}")
         self.num_updates += 1
@@ -410,6 +518,8 @@ class MeanIoU:
     def confusion(self) -> np.ndarray:
         """(num_labels + 1)² int64 counts, rows = reference, columns = prediction; index num_labels = out of range."""
         conf = self._conf_cpu.copy()
+        if not self._raw.empty:
+            conf += self._raw.fold(self.num_labels, self.ignore_index, self.label_map, self.reduce_labels)
         if self._conf_dev is not None:
             n = self.num_labels
             conf += self._conf_dev.view(n + 2, n + 1)[: n + 1].cpu().numpy()

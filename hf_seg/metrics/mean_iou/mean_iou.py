@@ -9,7 +9,7 @@ of images. With ``num_process > 1`` the usual ``evaluate`` cache-and-gather path
 import datasets
 import evaluate
 
-from hf_seg.metrics import fold_pair_counts, mean_iou, merge_pair_counts, metrics_from_confusion, pair_counts
+from hf_seg.metrics import RawPairHistogram, mean_iou, metrics_from_confusion
 
 _DESCRIPTION = """
 IoU is the area of overlap between the predicted segmentation and the ground truth divided by the area of their union.
@@ -49,10 +49,6 @@ url = {https://github.com/open-mmlab/mmsegmentation},
 year = {2020}
 }"""
 
-# compact the stored pair histograms when they exceed this many cells
-_COMPACT_AT = 200_000
-
-
 class MeanIoU(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
@@ -73,10 +69,10 @@ class MeanIoU(evaluate.Metric):
     def _streaming(self) -> bool:
         return self.num_process == 1
 
-    def _pairs(self) -> list:
-        if not hasattr(self, "_hf_seg_pairs"):
-            self._hf_seg_pairs = []
-        return self._hf_seg_pairs
+    def _hist(self) -> RawPairHistogram:
+        if getattr(self, "_hf_seg_hist", None) is None:
+            self._hf_seg_hist = RawPairHistogram()
+        return self._hf_seg_hist
 
     def _accumulate(self, predictions, references) -> None:
         if predictions is None or references is None:
@@ -84,14 +80,9 @@ class MeanIoU(evaluate.Metric):
         predictions, references = list(predictions), list(references)
         if len(predictions) != len(references):
             raise ValueError(f"got {len(predictions)} predictions but {len(references)} references")
-        pairs = self._pairs()
+        hist = self._hist()
         for pred, ref in zip(predictions, references):
-            pairs.append(pair_counts(pred, ref))
-        if sum(len(c) for _, _, c in pairs) > _COMPACT_AT:
-            self._hf_seg_pairs = [self._merged()]
-
-    def _merged(self):
-        return merge_pair_counts(self._pairs())
+            hist.update(pred, ref)
 
     def add_batch(self, *, predictions=None, references=None, **kwargs):
         """Add a batch of (prediction, reference) maps."""
@@ -124,8 +115,7 @@ class MeanIoU(evaluate.Metric):
         unknown = set(kwargs) - {"num_labels", "ignore_index", "nan_to_num", "label_map", "reduce_labels"}
         if unknown:
             raise TypeError(f"compute() got unexpected keyword arguments: {sorted(unknown)}")
-        r, p, c = self._merged()
-        self._hf_seg_pairs = []
-        confusion = fold_pair_counts(r, p, c, kwargs["num_labels"], kwargs["ignore_index"],
-                                     kwargs.get("label_map"), kwargs.get("reduce_labels", False))
+        hist, self._hf_seg_hist = self._hist(), None
+        confusion = hist.fold(kwargs["num_labels"], kwargs["ignore_index"], kwargs.get("label_map"),
+                              kwargs.get("reduce_labels", False))
         return metrics_from_confusion(confusion, kwargs.get("nan_to_num"))

@@ -53,16 +53,19 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+TIMER = time.perf_counter
+
+
 def time_call(fn, device, warmup, repeats):
     for _ in range(warmup):
         fn()
     _sync(device)
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = TIMER()
         fn()
         _sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(TIMER() - t0)
     return statistics.median(times) * 1e3
 
 
@@ -117,7 +120,15 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=None, help="default: 1 on CPU, 5 on CUDA")
     parser.add_argument("--repeats", type=int, default=None, help="default: 3 on CPU, 20 on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for CPU runs")
+    parser.add_argument(
+        "--timer",
+        choices=["wall", "process"],
+        default="wall",
+        help="process: CPU time of this process (summed over threads), robust on a busy shared CPU machine",
+    )
     args = parser.parse_args(argv)
+    global TIMER
+    TIMER = time.process_time if args.timer == "process" else time.perf_counter
     device = torch.device(args.device)
     if args.warmup is None:
         args.warmup = 5 if device.type == "cuda" else 1
@@ -135,7 +146,10 @@ def main(argv=None):
     build_dir = build(cuda=device.type == "cuda" or None)
     print(f"kernel ready in {time.perf_counter() - t0:.1f}s ({build_dir})")
     info = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__}, device {device} ({info}), median of {args.repeats} after {args.warmup} warm-up")
+    print(
+        f"torch {torch.__version__}, device {device} ({info}), {args.timer} time, "
+        f"median of {args.repeats} after {args.warmup} warm-up"
+    )
     summary = [bench_preset(name, args, device, dtype) for name in names]
     print("\nsummary (pytorch time / compiled time):")
     for name, rf, rfb in summary:

@@ -117,6 +117,8 @@ def test_fixture_core(case, precision, backend, device, request):
     meta = json.loads((case / "meta.json").read_text())
     dtype = torch.float64 if precision == "fp64" else torch.float32
     suffix = "_fp64" if precision == "fp64" else ""
+    if "output" + suffix not in exp:
+        pytest.skip(f"{case.name} has no {precision} reference")
     rel = 1e-9 if precision == "fp64" else 1e-4
     f = lambda k: inp[k].to(device=device, dtype=dtype)  # noqa: E731
     value, loc, attn, grad = f("value"), f("sampling_locations"), f("attention_weights"), f("grad_output")
@@ -373,8 +375,7 @@ def test_import_does_not_build(tmp_path):
     env = dict(os.environ, **{K.ENV_CACHE: str(tmp_path / "cache")})
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     code = (
-        "import sys, hf_seg.kernels as k; "
-        "assert 'torch.utils.cpp_extension' not in sys.modules or True; "
+        "import hf_seg.kernels as k; "
         "assert not k._loader._namespaces and not k._loader._errors"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
@@ -401,24 +402,45 @@ class _TinyMSDA(torch.nn.Module):
         return out.relu() * 2
 
 
+class _FeatureMSDA(torch.nn.Module):
+    """Level shapes taken from the feature maps (symbolic under dynamic shapes), as a model does."""
+
+    def __init__(self, backend):
+        super().__init__()
+        self.backend = backend
+
+    def forward(self, f1, f2, loc, attn):
+        shapes = [tuple(f.shape[-2:]) for f in (f1, f2)]
+        B, C = f1.shape[:2]
+        value = torch.cat([f.flatten(2) for f in (f1, f2)], 2).transpose(1, 2).reshape(B, -1, 2, C // 2)
+        return K.ms_deform_attn(value, shapes, None, loc, attn, backend=self.backend) * 2
+
+
 @pytest.mark.parametrize("backend", ["compiled", "pytorch"])
 def test_torch_compile_smoke(backend, request):
+    """fullgraph + dynamic shapes, forward and backward, two input sizes (no graph break, no .item())."""
     if backend == "compiled":
         request.getfixturevalue("kernel")
     torch._dynamo.reset()
-    shapes = [(6, 5), (3, 3)]
-    value, _, _, loc, attn = make_inputs(shapes, B=1, M=2, D=4, Q=6, P=2)
-    model = _TinyMSDA(shapes, backend)
-    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
-    leaves = [t.clone().requires_grad_() for t in (value, loc, attn)]
-    out = compiled(*leaves)
-    out.sum().backward()
-    ref_leaves = [t.clone().requires_grad_() for t in (value, loc, attn)]
-    ref = model(*ref_leaves)
-    ref.sum().backward()
-    assert_close(out, ref, "output")
-    for a, b in zip(leaves, ref_leaves):
-        assert_close(a.grad, b.grad, "grad")
+    model = _FeatureMSDA(backend)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True, dynamic=True)
+    g = torch.Generator().manual_seed(0)
+    for h, w in [(8, 10), (6, 14)]:
+        inputs = (
+            torch.randn(2, 8, h, w, generator=g),
+            torch.randn(2, 8, h // 2, w // 2, generator=g),
+            torch.rand(2, 5, 2, 2, 3, 2, generator=g) * 1.2 - 0.1,
+            torch.rand(2, 5, 2, 2, 3, generator=g),
+        )
+        leaves = [t.clone().requires_grad_() for t in inputs]
+        out = compiled(*leaves)
+        out.square().sum().backward()
+        ref_leaves = [t.clone().requires_grad_() for t in inputs]
+        ref = model(*ref_leaves)
+        ref.square().sum().backward()
+        assert_close(out, ref, "output")
+        for a, b in zip(leaves, ref_leaves):
+            assert_close(a.grad, b.grad, "grad")
 
 
 @pytest.mark.parametrize("backend", ["compiled", "pytorch"])

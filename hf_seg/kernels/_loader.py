@@ -145,6 +145,27 @@ def _names(cuda: bool) -> tuple:
     return namespace, build_directory
 
 
+def _cudart_ldflags(cuda_home: Optional[str]) -> list:
+    """``-L`` for libcudart when it is not where cpp_extension looks (``$CUDA_HOME/lib64``).
+
+    cpp_extension derives CUDA_HOME from the location of ``nvcc``; when ``nvcc`` is a wrapper
+    script (e.g. ``/usr/local/bin/nvcc``) that guess misses the toolkit's libraries.
+    """
+    if sys.platform == "win32":  # pragma: no cover
+        return []
+    dirs = []
+    if cuda_home:
+        dirs += [Path(cuda_home) / "lib64", Path(cuda_home) / "lib"]
+    if any((d / "libcudart.so").exists() for d in dirs):
+        return []
+    candidates = [Path("/usr/local/cuda/lib64"), Path("/usr/local/cuda/lib")]
+    candidates += sorted(Path("/usr/local").glob("cuda-*/lib*"), reverse=True)
+    for d in candidates:
+        if (d / "libcudart.so").exists():
+            return [f"-L{d}"]
+    return []
+
+
 @contextmanager
 def _arch_env(cuda: bool) -> Iterator[None]:
     """Set TORCH_CUDA_ARCH_LIST for the duration of a CUDA build when it must be chosen by us."""
@@ -189,13 +210,14 @@ def _build_and_load(cuda: bool, verbose: bool) -> str:
             build_directory,
         )
         define = [f"-DHFSEG_NS={namespace}"]
+        ldflags = list(_LD_FLAGS) + (_cudart_ldflags(cpp_extension.CUDA_HOME) if cuda else [])
         with _arch_env(cuda):
             cpp_extension.load(
                 name=namespace,
                 sources=[str(p) for p in _source_files(cuda)],
                 extra_cflags=_CXX_FLAGS + define,
                 extra_cuda_cflags=_CUDA_FLAGS + define,
-                extra_ldflags=list(_LD_FLAGS),
+                extra_ldflags=ldflags,
                 extra_include_paths=[str(SOURCE_DIR)],
                 build_directory=str(build_directory),
                 verbose=verbose,
@@ -254,7 +276,7 @@ def _warn_once(variant: str, message: str) -> None:
         f"implementation. Set {ENV_DISABLE}=1 to use the fallback without trying to build. "
         f"Cause: {message}",
         KernelFallbackWarning,
-        stacklevel=4,
+        stacklevel=6,  # ms_deform_attn's caller on the usual path
     )
 
 

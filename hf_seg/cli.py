@@ -46,7 +46,12 @@ def _models(args) -> int:
 def _kernels(args) -> int:
     from . import kernels
 
-    kernels.build(verbose=True)
+    try:
+        built = kernels.build(verbose=True, cuda=args.cuda or None)
+    except kernels.KernelUnavailableError as err:
+        print(f"hf-seg kernels build: {err}", file=sys.stderr)
+        return 1
+    print(f"built {built}")
     return 0
 
 
@@ -76,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("kernels", help="compiled kernels")
     p.add_argument("action", choices=["build"])
+    p.add_argument("--cuda", action="store_true", help="also build the CUDA kernel (default: when a GPU is present)")
     p.set_defaults(func=_kernels)
     return parser
 

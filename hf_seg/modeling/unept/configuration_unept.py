@@ -127,8 +127,6 @@ class UnEptConfig(HfSegConfig):
                                  f"{deit_feature_interval} blocks) but num_feature_levels={num_feature_levels}")
             if deit_embed_dim % deit_num_heads:
                 raise ValueError(f"deit_embed_dim {deit_embed_dim} is not divisible by deit_num_heads {deit_num_heads}")
-            if deit_img_size % deit_patch_size:
-                raise ValueError(f"deit_img_size {deit_img_size} is not a multiple of deit_patch_size {deit_patch_size}")
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}")
         if num_feature_levels < 1 or num_points < 1 or num_queries < 1:

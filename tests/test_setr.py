@@ -18,6 +18,9 @@ from hf_seg.modeling.setr.configuration_setr import (
 from hf_seg.zoo import build_config, list_models
 
 CASES = fixture_cases("setr")
+# converter-refusal tests edit a Naive ViT case (the bundled one is always there)
+NAIVE_VIT_CASE = next((c for c in CASES if "type='VisionTransformer'" in (c / "config.py").read_text()
+                       and "num_conv=2" in (c / "config.py").read_text()), None)
 
 
 def _window(case_data):
@@ -120,7 +123,7 @@ def _rewrite_checkpoint(case, tmp_path, edit):
 
 @pytest.mark.parametrize("what", ["extra", "missing", "shape"])
 def test_converter_refuses_mismatched_checkpoints(what, tmp_path):
-    case = CASES[0]
+    case = NAIVE_VIT_CASE
     if what == "extra":
         path = _rewrite_checkpoint(case, tmp_path, lambda sd: sd.__setitem__("backbone.surprise.weight",
                                                                              torch.zeros(3)))
@@ -138,7 +141,7 @@ def test_converter_refuses_mismatched_checkpoints(what, tmp_path):
 
 
 def test_converter_refuses_configs_it_cannot_build(tmp_path):
-    case = CASES[0]
+    case = NAIVE_VIT_CASE
     text = (case / "config.py").read_text()
     assert "num_conv=2" in text
     (tmp_path / "config.py").write_text(text.replace("num_conv=2", "num_conv=3", 1))

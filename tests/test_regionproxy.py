@@ -16,7 +16,8 @@ import hf_seg  # noqa: F401  (registers the Auto classes)
 from fixture_utils import ROOT, assert_close, case_id, convert_with_cli, fixture_cases, load_case
 from hf_seg import zoo
 from hf_seg.conversion import ConfigError, ConversionError, convert_original
-from hf_seg.modeling.regionproxy import RegionProxyConfig, RegionProxyForSemanticSegmentation, slide_inference
+from hf_seg.inference import predict
+from hf_seg.modeling.regionproxy import RegionProxyConfig, RegionProxyForSemanticSegmentation
 from hf_seg.modeling.regionproxy.modeling_regionproxy import neighbour_border_mask
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
@@ -80,7 +81,7 @@ def test_parity_with_original(case, tmp_path, record_property):
     with torch.no_grad():
         out = model(pixel_values, labels=labels, output_hidden_states=True)
         resized = F.interpolate(out.logits, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
-        segmented = model.segment(pixel_values)
+        segmented = predict(model, pixel_values)  # the config's test protocol (RegionProxy: slide)
     diffs = {
         "logits": assert_close(out.logits, expected["logits"], "logits"),
         "affinity": assert_close(out.affinity, expected["affinity"], "affinity"),
@@ -212,18 +213,6 @@ def test_save_load_round_trip(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(x).logits, model(x).logits, rtol=0, atol=0)
     assert loaded.config.hybrid_channels == [128, 128, 128, 128]
-
-
-def test_slide_inference_pads_crops_and_averages():
-    model = randomize(RegionProxyForSemanticSegmentation(tiny_config())).eval()
-    x = torch.randn(1, 3, 40, 70)
-    with torch.no_grad():
-        slid = slide_inference(model, x, (32, 32), (24, 24))
-        # one window covering the whole (padded) image is the whole-image pass on the zero-padded input
-        single = slide_inference(model, x[:, :, :30, :30], (32, 32), (32, 32))
-        whole = model(F.pad(x[:, :, :30, :30], (0, 2, 0, 2))).logits
-    assert slid.shape == (1, 5, 40, 70) and torch.isfinite(slid).all()
-    torch.testing.assert_close(single, F.interpolate(whole, size=(32, 32), mode="bilinear")[:, :, :30, :30])
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -4,7 +4,6 @@ from .modeling_regionproxy import (
     RegionProxyForSemanticSegmentation,
     RegionProxyPreTrainedModel,
     RegionProxySegmenterOutput,
-    slide_inference,
 )
 
 CONFIG_CLASS = RegionProxyConfig
@@ -13,5 +12,5 @@ CONVERTER = RegionProxyConverter
 
 __all__ = [
     "RegionProxyConfig", "RegionProxyForSemanticSegmentation", "RegionProxyPreTrainedModel",
-    "RegionProxySegmenterOutput", "RegionProxyConverter", "slide_inference",
+    "RegionProxySegmenterOutput", "RegionProxyConverter",
 ]

@@ -184,6 +184,11 @@ class RegionProxyConfig(HfSegConfig):
             raise ValueError(f"class_weight has {len(self.class_weight)} entries for {self.num_labels} labels")
 
     @property
+    def test_align_corners(self) -> bool:
+        """Read by :func:`hf_seg.inference.predict` (RegionProxy resizes with the head's ``align_corners``)."""
+        return self.align_corners
+
+    @property
     def feature_indices(self) -> list[int]:
         """The backbone outputs in the order the original emits them (layer order, -1 first)."""
         return sorted(set(self.out_indices))

@@ -296,39 +296,3 @@ class RegionProxyForSemanticSegmentation(RegionProxyPreTrainedModel):
         class_weight = self.class_weight.to(logits.dtype) if self.class_weight is not None else None
         return self.config.loss_weight * cross_entropy(logits, labels, ignore, average="all",
                                                        class_weight=class_weight)
-
-    @torch.no_grad()
-    def segment(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Class scores at input resolution with the config's test protocol (RegionProxy's slide inference)."""
-        if self.config.test_mode == "slide":
-            return slide_inference(self, pixel_values, self.config.test_crop_size, self.config.test_stride,
-                                   align_corners=self.config.align_corners)
-        logits = self(pixel_values, return_dict=True).logits
-        return F.interpolate(logits, size=pixel_values.shape[-2:], mode="bilinear",
-                             align_corners=self.config.align_corners)
-
-
-def slide_inference(model, pixel_values: torch.Tensor, crop_size, stride, align_corners: bool = False):
-    """RegionProxy's sliding window: each window is zero-padded (bottom/right) to ``crop_size``, its logits are
-    resized to the padded crop and cropped back; the last window of a row/column ends at the border; overlaps are
-    averaged."""
-    crop_h, crop_w = crop_size
-    stride_h, stride_w = stride
-    batch, _, height, width = pixel_values.shape
-    rows = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
-    cols = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
-    preds = None
-    count = pixel_values.new_zeros((1, 1, height, width))
-    for r in range(rows):
-        for c in range(cols):
-            y2, x2 = min(r * stride_h + crop_h, height), min(c * stride_w + crop_w, width)
-            y1, x1 = max(y2 - crop_h, 0), max(x2 - crop_w, 0)
-            crop = pixel_values[:, :, y1:y2, x1:x2]
-            crop = F.pad(crop, (0, crop_w - crop.shape[-1], 0, crop_h - crop.shape[-2]))
-            logits = model(crop, return_dict=True).logits
-            logits = F.interpolate(logits, size=(crop_h, crop_w), mode="bilinear", align_corners=align_corners)
-            if preds is None:
-                preds = pixel_values.new_zeros((batch, logits.shape[1], height, width))
-            preds[:, :, y1:y2, x1:x2] += logits[:, :, : y2 - y1, : x2 - x1]
-            count[:, :, y1:y2, x1:x2] += 1
-    return preds / count

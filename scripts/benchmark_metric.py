@@ -16,6 +16,10 @@ Methods:
   ours_evaluate evaluate.load(hf_seg.metrics.EVALUATE_MODULE_PATH): add() per image, compute()
   real_evaluate evaluate.load(<reference>): add() per image, compute() -- what users of evaluate run
   real_function the reference script's module-level mean_iou() on the arrays (its numpy core, no Arrow/PNG)
+
+Each method first runs alone in a fresh process (time and peak memory); then one more process runs all methods
+alternately, round by round, so that the speed ratios do not depend on the load of a shared machine drifting
+between the separate runs.
 """
 
 from __future__ import annotations
@@ -87,13 +91,9 @@ def _dir_size(path: Path) -> int:
     return total
 
 
-def worker(args) -> dict:
-    import numpy as np
-
-    preds, refs = _make_data(args.num_maps, args.height, args.width, args.num_labels, args.seed, args.pred_dtype)
+def _method(method, args, preds, refs):
+    """A zero-argument callable computing the metric with ``method`` on the data."""
     kwargs = dict(num_labels=args.num_labels, ignore_index=255, reduce_labels=True)
-    method = args.worker
-
     if method == "ours":
         from hf_seg.metrics import mean_iou
 
@@ -128,10 +128,36 @@ def worker(args) -> dict:
         spec.loader.exec_module(mod)
 
         def run():
-            # the reference function modifies labels in place with label_map only; copies are not needed here
             return mod.mean_iou(preds, refs, **kwargs)
     else:
         raise SystemExit(f"unknown method {method}")
+    return run
+
+
+def interleaved(args, preds, refs) -> dict:
+    """All methods in one process, alternating run by run (robust against a drifting or shared machine)."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    methods = [m for m in OURS + REAL if args.reference_metric or m in OURS]
+    runs = {m: _method(m, args, preds, refs) for m in methods}
+    times = {m: [] for m in methods}
+    for _ in range(args.repeats):
+        for m in methods:
+            start = time.perf_counter()
+            runs[m]()
+            times[m].append(time.perf_counter() - start)
+    return {"method": "interleaved", "times_s": times, "median_s": {m: statistics.median(t) for m, t in times.items()}}
+
+
+def worker(args) -> dict:
+    import numpy as np
+
+    preds, refs = _make_data(args.num_maps, args.height, args.width, args.num_labels, args.seed, args.pred_dtype)
+    method = args.worker
+    if method == "interleaved":
+        return interleaved(args, preds, refs)
+    run = _method(method, args, preds, refs)
 
     import warnings
 
@@ -171,11 +197,12 @@ def worker(args) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ driver
-def _run_child(method, args) -> dict:
+def _run_child(method, args, repeats=None) -> dict:
+    if repeats is None:
+        repeats = args.repeats if method in OURS else args.reference_repeats
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", method, "--num-maps", str(args.num_maps),
            "--height", str(args.height), "--width", str(args.width), "--num-labels", str(args.num_labels),
-           "--seed", str(args.seed), "--pred-dtype", args.pred_dtype,
-           "--repeats", str(args.repeats if method in OURS else args.reference_repeats)]
+           "--seed", str(args.seed), "--pred-dtype", args.pred_dtype, "--repeats", str(repeats)]
     if args.reference_metric:
         cmd += ["--reference-metric", str(args.reference_metric)]
     with tempfile.TemporaryDirectory() as hf_home:
@@ -206,6 +233,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of our methods (median reported)")
     parser.add_argument("--reference-repeats", type=int, default=1, help="timed runs of the real metric")
     parser.add_argument("--methods", nargs="*", default=None, help=f"subset of {OURS + REAL}")
+    parser.add_argument("--interleaved-repeats", type=int, default=3,
+                        help="rounds of the final run that alternates all methods in one process")
+    parser.add_argument("--no-interleaved", action="store_true", help="skip the interleaved run")
     parser.add_argument("--output", type=Path, default=None, help="write all results as JSON")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -245,9 +275,21 @@ def main(argv=None):
             print(f"  {ours:14s} vs {real:14s}: {speed:7.1f}x faster, peak RSS increase "
                   f"{_mib(results[ours]['peak_rss_increase_bytes']).strip()} vs "
                   f"{_mib(results[real]['peak_rss_increase_bytes']).strip()} MiB")
+    inter = None
+    if not args.no_interleaved:
+        print(f"interleaved in one process ({args.interleaved_repeats} rounds, medians):", flush=True)
+        inter = _run_child("interleaved", args, repeats=args.interleaved_repeats)
+        med = inter["median_s"]
+        print("  " + "   ".join(f"{m} {t:.3f} s" for m, t in med.items()))
+        for real in REAL:
+            if real in med:
+                print(f"  {real}: " + ", ".join(f"{med[real] / med[o]:.1f}x slower than {o}" for o in OURS))
+                for o in OURS:
+                    summary[f"{o}_vs_{real}"]["speedup_interleaved"] = med[real] / med[o]
     if args.output:
         args.output.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                           "results": results, "summary": summary, "identical": same}, indent=1))
+                                           "results": results, "interleaved": inter, "summary": summary,
+                                           "identical": same}, indent=1))
     return 0 if same else 1
 
 

@@ -33,7 +33,7 @@ class DatasetCheckError(ValueError):
 def to_image_tensor(image) -> torch.Tensor:
     """A PIL image / numpy HWC / CHW tensor -> uint8 [3, H, W] RGB."""
     if hasattr(image, "convert"):  # PIL
-        image = np.asarray(image.convert("RGB"))
+        image = np.array(image.convert("RGB"))
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
@@ -184,15 +184,30 @@ class SegmentationCollator:
 
 
 # -------------------------------------------------------------------------------------------------- checks
+def smallest_rescaled_size(size, pipeline) -> tuple[int, int]:
+    """(height, width) of an image of ``size`` after the pipeline's smallest possible random rescale."""
+    height, width = size
+    if getattr(pipeline, "scale", None) is not None:
+        lo = pipeline.ratio_range[0] if pipeline.ratio_range is not None else 1.0
+        factor = min(max(pipeline.scale) * lo / max(height, width), min(pipeline.scale) * lo / min(height, width))
+    elif getattr(pipeline, "short_sides", None):
+        factor = min(pipeline.short_sides) / min(height, width)
+        if pipeline.max_size is not None:
+            factor = min(factor, pipeline.max_size / max(height, width))
+    else:
+        factor = 1.0
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
 def check_dataset(dataset, label_fn, num_labels: int, ignore_index: int, split: str = "train",
                   image_column: str = "image", label_column: str = "annotation", max_samples: int | None = 100,
-                  crop_size=None, min_scale: float | None = None, pad_small: bool = True) -> dict:
+                  pipeline=None) -> dict:
     """Look at up to ``max_samples`` rows (``None``: all) and refuse what cannot train, before training starts.
 
     Returns facts found on the way (``sizes``, ``label_ids``). Raises :class:`DatasetCheckError` for: no rows,
     missing columns, unreadable images, image/label size mismatch, label ids outside ``[0, num_labels)`` other than
-    ``ignore_index``, maps with no labelled pixel at all, and images smaller than the crop when the recipe does not
-    allow padding.
+    ``ignore_index``, maps with no labelled pixel at all, and (with a ``pipeline`` that forbids padding) images that
+    the smallest random rescale makes smaller than the crop.
     """
     if dataset is None or len(dataset) == 0:
         raise DatasetCheckError(f"the {split} split has no images: check the dataset path and its folder layout")
@@ -236,11 +251,14 @@ def check_dataset(dataset, label_fn, num_labels: int, ignore_index: int, split: 
     if len(indices) and labelled == 0:
         raise DatasetCheckError(f"the checked {split} label maps contain only the ignore index {ignore_index}: "
                                 f"nothing to learn (wrong label mapping?)")
-    if crop_size is not None and sizes and not pad_small:
-        scale = min_scale if min_scale is not None else 1.0
-        small = [s for s in sizes if s[0] * scale < crop_size[0] or s[1] * scale < crop_size[1]]
+    crop = getattr(pipeline, "crop_size", None)
+    if crop is not None and sizes and not pipeline.pad_small:
+        small = [(s, smallest_rescaled_size(s, pipeline)) for s in sizes]
+        small = [(s, r) for s, r in small if r[0] < crop[0] or r[1] < crop[1]]
         if small:
+            (h, w), (rh, rw) = small[0]
             raise DatasetCheckError(
-                f"{len(small)} checked {split} images (e.g. {small[0]}, x{scale:g} after the random rescale) are smaller "
-                f"than the crop {tuple(crop_size)} and this recipe does not pad: pass a smaller --crop-size")
+                f"{len(small)} checked {split} images are smaller than the crop {tuple(crop)} after the random "
+                f"rescale (e.g. {h}x{w} -> {rh}x{rw}) and this recipe does not pad: pass a smaller --crop-size, a "
+                f"larger --train-scale, or allow padding with the ignore index (--pad-small)")
     return {"sizes": sizes, "label_ids": sorted(seen_ids), "checked": len(indices)}

@@ -41,12 +41,15 @@ class FinetuneArguments:
         "help": "fit the recipe's images/step to this run: 'accumulate' (gradient accumulation, same lr/steps), "
                 "'linear' (linear lr scaling, steps for the same epochs) or 'none'",
         "choices": ["accumulate", "linear", "none"]})
-    crop_size: list[int] | None = field(default=None, metadata={"help": "training crop H [W]", "nargs": "+"})
+    crop_size: list[int] | None = field(default=None, metadata={
+        "help": "training crop H [W] (0: no crop, whole rescaled images)", "nargs": "+"})
     train_scale: list[int] | None = field(default=None, metadata={
         "help": "mmseg img_scale LONG SHORT of the random rescale (default: the dataset's)", "nargs": 2})
     ratio_range: list[float] | None = field(default=None, metadata={"help": "random rescale ratio LO HI", "nargs": 2})
     no_augmentation: bool = field(default=False, metadata={
         "help": "no random rescale, flip or photometric distortion (crops stay random unless --crop-size is unset)"})
+    pad_small: bool = field(default=True, metadata={
+        "help": "pad rescaled images smaller than the crop with the ignore index (--no-pad-small: refuse them)"})
     train_split: str = field(default="train")
     eval_split: str | None = field(default=None, metadata={
         "help": "split to evaluate on (default: validation/val/test, whichever exists; 'none' to skip)"})
@@ -158,37 +161,48 @@ def _saved_id2label(path: str) -> dict | None:
         return json.load(handle).get("id2label")
 
 
-def _set_processor_labels(processor, facts: dict, ignore_index: int):
-    processor.do_reduce_labels = bool(facts.get("reduce_labels", False))
-    label_map = facts.get("label_map") or None
-    if label_map and ignore_index != 255:
-        label_map = {k: (ignore_index if v == 255 else v) for k, v in label_map.items()}
+def _model_label_map(info, ignore_index: int) -> dict[int, int] | None:
+    label_map = dict(info.label_map or {}) or None
+    if label_map and ignore_index != info.ignore_index:
+        label_map = {int(k): (ignore_index if int(v) == info.ignore_index else int(v)) for k, v in label_map.items()}
+    return label_map
+
+
+def _set_processor_labels(processor, info, ignore_index: int):
+    """Give the processor saved with the model the dataset's label conventions."""
+    processor.do_reduce_labels = bool(info.reduce_labels)
+    label_map = _model_label_map(info, ignore_index)
     processor.label_map = {int(k): int(v) for k, v in label_map.items()} if label_map else None
     processor.ignore_index = ignore_index
     return processor
 
 
-def label_function(processor):
-    """Raw annotation array -> training ids with the processor's label conventions (label map, reduction)."""
-    import numpy as np
+def label_function(info, ignore_index: int):
+    """Stored annotation -> training ids (the dataset's label map and reduction, the model's ignore index)."""
+    from ..data import convert_labels
+
+    label_map = _model_label_map(info, ignore_index)
+    reduce_labels = bool(info.reduce_labels)
 
     def convert(raw):
-        return processor._prepare_map(np.asarray(raw), 0).numpy()
+        labels = convert_labels(raw, label_map, reduce_labels, ignore_index)
+        if info.ignore_index != ignore_index and not label_map:
+            labels[labels == info.ignore_index] = ignore_index
+        return labels
 
     return convert
 
 
 # ------------------------------------------------------------------------------------------------ data
-def load_data(args) -> tuple[dict, dict]:
-    """({split: datasets.Dataset}, facts) through :mod:`hf_seg.data`; facts: ``id2label``, ``reduce_labels``,
-    ``label_map``, ``ignore_index``, ``name``."""
-    from .. import data as hf_data
+def load_data(args):
+    """({split: datasets.Dataset with image/annotation columns}, DatasetInfo) through :mod:`hf_seg.data`."""
+    from ..data import load_segmentation_dataset
 
-    loaded = hf_data.load_segmentation_dataset(args.dataset)
-    splits = dict(loaded.splits if hasattr(loaded, "splits") else loaded)
-    info = loaded.info if hasattr(loaded, "info") else {}
-    facts = dict(info if isinstance(info, dict) else dataclasses.asdict(info))
-    return splits, facts
+    columns = {}
+    if args.image_column != "image" or args.label_column != "annotation":
+        columns = {"image_column": args.image_column, "label_column": args.label_column}
+    data = load_segmentation_dataset(args.dataset, **columns)
+    return dict(data.splits), data.info
 
 
 def _pick_eval_split(args, splits) -> str | None:
@@ -221,7 +235,9 @@ def resolve_recipe(args, targs, family: str, model, entry, dataset_name: str):
                          f"{DATASET_TRAIN_SCALE[dataset_name]} instead")
     if recipe.dataset == "" and pipeline.scale is None and pipeline.short_sides is None:
         changes["scale"] = DATASET_TRAIN_SCALE.get(dataset_name)
-    if args.crop_size:
+    if args.crop_size and args.crop_size[0] <= 0:
+        changes["crop_size"] = None  # --crop-size 0: whole (rescaled) images, batches padded to a common size
+    elif args.crop_size:
         crop = args.crop_size * 2 if len(args.crop_size) == 1 else args.crop_size[:2]
         changes["crop_size"] = tuple(crop)
     elif pipeline.crop_size is not None and getattr(model.config, "image_size", None) is not None and entry is None:
@@ -231,8 +247,13 @@ def resolve_recipe(args, targs, family: str, model, entry, dataset_name: str):
         changes["scale"] = tuple(args.train_scale)
     if args.ratio_range:
         changes["ratio_range"] = tuple(args.ratio_range)
-    if args.no_augmentation:
-        changes.update(ratio_range=None, flip_prob=0.0, photometric=False, short_sides=None, scale=None)
+    if not args.pad_small:
+        changes["pad_small"] = False
+    if args.no_augmentation:  # a fixed rescale (the scale itself, or the middle short side), no flip, no colour
+        changes.update(ratio_range=None, flip_prob=0.0, photometric=False)
+        sides = changes.get("short_sides", pipeline.short_sides)
+        if sides:
+            changes["short_sides"] = (sorted(sides)[len(sides) // 2],)
     if changes:
         recipe = override(recipe, **changes)
     explicit = args._explicit
@@ -265,6 +286,7 @@ def run(args, targs, callbacks=None) -> dict:
     from .trainer import SegmentationTrainer, convert_sync_batchnorm_if_needed
     from .transforms import build_train_transforms
 
+    _ = targs.device  # sets up the distributed state, so world_size / process_index are right
     is_main = targs.process_index == 0
 
     def say(message):
@@ -272,26 +294,27 @@ def run(args, targs, callbacks=None) -> dict:
             print(message, flush=True)
 
     set_seed(targs.seed)
-    splits, facts = load_data(args)
+    try:
+        splits, info = load_data(args)
+    except (FileNotFoundError, ValueError) as err:  # DatasetLayoutError is a ValueError
+        raise DatasetCheckError(f"cannot read the dataset {args.dataset!r}: {err}") from err
     if args.train_split not in splits:
         raise DatasetCheckError(f"the dataset has no {args.train_split!r} split (splits: {sorted(splits)}); "
                                 f"check the path and its folder layout")
-    dataset_name = facts.get("name") or facts.get("label_set") or ""
-    id2label = facts.get("id2label")
-    if not id2label and dataset_name:
-        id2label = get_label_set(dataset_name).id2label
+    dataset_name = info.name if info.name and info.name != "custom" else ""
+    id2label = info.id2label or (get_label_set(dataset_name).id2label if dataset_name else None)
     if not id2label:
-        raise DatasetCheckError("the dataset does not say its classes (id2label)")
+        raise DatasetCheckError("the dataset does not say its classes: put an id2label.json next to it")
     id2label = {int(k): str(v) for k, v in id2label.items()}
-    ignore_index = int(facts.get("ignore_index", 255))
+    ignore_index = int(info.ignore_index)
 
     model, processor, entry, note = load_model(args, id2label, ignore_index)
     if note:
         say(f"note: {note}")
     ignore_index = int(getattr(model.config, "semantic_loss_ignore_index", ignore_index))
-    processor = _set_processor_labels(processor, facts, ignore_index)
+    processor = _set_processor_labels(processor, info, ignore_index)
     family, family_module = family_of(model.config)
-    label_fn = label_function(processor)
+    label_fn = label_function(info, ignore_index)
 
     train_split = splits[args.train_split]
     if args.max_train_samples:
@@ -304,15 +327,11 @@ def run(args, targs, callbacks=None) -> dict:
     resolved = resolve_recipe(args, targs, family, model, entry, dataset_name)
     pipeline = resolved.recipe.pipeline
     check_max = None if args.check_samples < 0 else args.check_samples
-    min_scale = None
-    if pipeline.ratio_range is not None:
-        min_scale = pipeline.ratio_range[0]
     check_dataset(train_split, label_fn, model.config.num_labels, ignore_index, split=args.train_split,
-                  image_column=args.image_column, label_column=args.label_column, max_samples=check_max,
-                  crop_size=pipeline.crop_size, min_scale=min_scale, pad_small=pipeline.pad_small)
+                  max_samples=check_max, pipeline=pipeline)
     if eval_split is not None:
         check_dataset(eval_split, label_fn, model.config.num_labels, ignore_index, split=eval_name,
-                      image_column=args.image_column, label_column=args.label_column, max_samples=check_max)
+                      max_samples=check_max)
 
     # ---- training arguments from the recipe (explicit flags win)
     explicit = args._explicit
@@ -327,6 +346,8 @@ def run(args, targs, callbacks=None) -> dict:
         targs.logging_steps = max(1, min(50, resolved.max_steps // 20))
     if "per_device_eval_batch_size" not in explicit:
         targs.per_device_eval_batch_size = 1 if targs.world_size > 1 else 2
+    if targs.device.type == "cpu":
+        targs.dataloader_pin_memory = False
     push = targs.push_to_hub
     targs.push_to_hub = False  # pushed once at the end, with our model card
     if targs.gradient_checkpointing and not getattr(model, "supports_gradient_checkpointing", False):
@@ -344,10 +365,8 @@ def run(args, targs, callbacks=None) -> dict:
 
     train_dataset = TrainDataset(train_split, build_train_transforms(pipeline, processor, ignore_index), label_fn,
                                  seed=targs.data_seed if targs.data_seed is not None else targs.seed,
-                                 image_column=args.image_column, label_column=args.label_column,
                                  extra_targets=extra_targets)
-    eval_dataset = (EvalDataset(eval_split, processor, label_fn, image_column=args.image_column,
-                                label_column=args.label_column) if eval_split is not None else None)
+    eval_dataset = EvalDataset(eval_split, processor, label_fn) if eval_split is not None else None
     collator = SegmentationCollator(ignore_index=ignore_index,
                                     size_divisor=pipeline.size_divisor or getattr(processor, "pad_size_divisor", None))
 
@@ -409,7 +428,12 @@ def run(args, targs, callbacks=None) -> dict:
 
 def main(argv=None, callbacks=None) -> int:
     from .data import DatasetCheckError
+    from .launch import relaunch_if_single_cpu_process
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    status = relaunch_if_single_cpu_process("hf_seg.training.finetune", argv)
+    if status is not None:
+        return status
     args, targs = parse_args(argv)
     try:
         run(args, targs, callbacks=callbacks)

@@ -28,6 +28,9 @@ class SegmentationTrainer(Trainer):
         self.recipe = recipe
         self.backbone_prefixes = tuple(backbone_prefixes)
         super().__init__(*args, **kwargs)
+        # hf_seg models take **kwargs but average their loss themselves: without this the Trainer would multiply
+        # the loss (and the gradients) by the number of processes, as for token-count-normalised LM losses
+        self.model_accepts_loss_kwargs = False
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:

@@ -45,7 +45,7 @@ class CsailConfig(HfSegConfig):
         fc_dim: int | None = None,
         deep_sup_scale: float = 0.4,
         pool_scales=(1, 2, 3, 6),
-        num_labels: int = 150,
+        num_labels: int | None = None,
         **kwargs,
     ):
         self._check_choice("encoder", encoder, ENCODER_CHANNELS)
@@ -65,7 +65,11 @@ class CsailConfig(HfSegConfig):
         self.fc_dim = fc_dim
         self.deep_sup_scale = float(deep_sup_scale)
         self.pool_scales = list(pool_scales)
-        super().__init__(num_labels=num_labels, **kwargs)
+        if num_labels is not None:
+            kwargs["num_labels"] = num_labels
+        elif "id2label" not in kwargs:  # a saved config carries id2label; its length is the number of labels
+            kwargs["num_labels"] = 150
+        super().__init__(**kwargs)
 
     @property
     def encoder_channels(self) -> tuple[int, ...]:

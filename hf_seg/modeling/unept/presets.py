@@ -50,7 +50,7 @@ ZOO_ENTRIES = [
     ZooEntry(
         name="unept-deit-pcontext-480",
         family="unept",
-        dataset="pascal_context",
+        dataset="pascal_context_60",
         description="UN-EPT DeiT (DeiT-B/16 distilled, 480x480, 160k, PASCAL-Context)",
         config={**_DEIT_B, **_CONTEXT},
         processor={**_NORM, "resize_mode": "keep_ratio", "scale": [520, 520]},
@@ -58,8 +58,7 @@ ZOO_ENTRIES = [
         paper=PaperResult(miou_multi_scale=55.2),
         paper_title=PAPER_TITLE, paper_url=PAPER_URL, source_table=SOURCE, license=LICENSE,
         notes=("configs/deit_unept_pcontext.py; README Mem 8.5 GB. The original trains 60 classes (background "
-               "included, reduce_zero_label=False); hf_seg's 'pascal_context' label set has the 59-class convention, "
-               "so build it with 60 labels (id2label with background) to load such a checkpoint. " + NO_WEIGHTS),
+               "included, reduce_zero_label=False): the 'pascal_context_60' label set. " + NO_WEIGHTS),
         extra={"original_num_classes": 60, "original_reduce_zero_label": False},
     ),
 ]

@@ -21,6 +21,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from ...losses import check_labels, cross_entropy
@@ -294,23 +295,25 @@ class SetrPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["Block"]
 
     def _init_weights(self, module):
+        # the original: truncated-normal(0.02) linears and position/cls embeddings, unit LayerNorms; mmcv's default
+        # Kaiming convs. transformers' ``initialization`` functions leave tensors loaded from a checkpoint alone.
         if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02)
+            init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.LayerNorm):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            if isinstance(module, nn.BatchNorm2d):
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
         elif isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
         elif isinstance(module, SetrVisionTransformer):
-            nn.init.trunc_normal_(module.pos_embed, std=0.02)
-            nn.init.trunc_normal_(module.cls_token, std=0.02)
+            init.trunc_normal_(module.pos_embed, std=0.02)
+            init.trunc_normal_(module.cls_token, std=0.02)
 
 
 class SetrForSemanticSegmentation(SetrPreTrainedModel):

@@ -96,7 +96,7 @@ class RegionProxyBackbone(nn.Module):
         self.blocks = nn.ModuleList(
             Block(
                 dim, config.num_attention_heads, mlp_ratio=config.mlp_ratio, qkv_bias=config.qkv_bias,
-                proj_bias=config.qkv_bias, proj_drop=config.hidden_dropout_prob,
+                proj_drop=config.hidden_dropout_prob,
                 attn_drop=config.attention_dropout_prob, drop_path=drop_path[i], act_layer=nn.GELU,
                 norm_layer=norm_layer,
             )
@@ -104,6 +104,10 @@ class RegionProxyBackbone(nn.Module):
         )
         for block in self.blocks:
             block.attn.fused_attn = True  # always F.scaled_dot_product_attention
+            if not config.qkv_bias:
+                # the original's qkv_bias is nn.MultiheadAttention's bias: it also drops the output projection's bias
+                # (timm's proj_bias would drop the MLP biases too, which the original keeps)
+                block.attn.proj = nn.Linear(dim, dim, bias=False)
         self.norm = norm_layer(dim) if config.final_norm else nn.Identity()
 
     def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
@@ -253,10 +257,6 @@ class RegionProxyForSemanticSegmentation(RegionProxyPreTrainedModel):
         super().__init__(config)
         self.backbone = RegionProxyBackbone(config)
         self.head = RegionProxyHead(config)
-        if config.class_weight is not None:
-            self.register_buffer("class_weight", torch.tensor(config.class_weight), persistent=False)
-        else:
-            self.class_weight = None
         self.post_init()
 
     def forward(
@@ -293,6 +293,8 @@ class RegionProxyForSemanticSegmentation(RegionProxyPreTrainedModel):
         check_labels(labels, self.config.num_labels, ignore)
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
                                align_corners=self.config.align_corners)
-        class_weight = self.class_weight.to(logits.dtype) if self.class_weight is not None else None
+        class_weight = None
+        if self.config.class_weight is not None:  # built here: a non-persistent buffer is left empty by from_pretrained
+            class_weight = torch.tensor(self.config.class_weight, dtype=logits.dtype, device=logits.device)
         return self.config.loss_weight * cross_entropy(logits, labels, ignore, average="all",
                                                        class_weight=class_weight)

@@ -441,3 +441,21 @@ test_cfg = dict(mode='whole')
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(converted(pixel_values=x).logits, model(pixel_values=x).logits)
+
+
+def test_imagenet_vit_weights_load_with_pos_embed_interpolation():
+    """SETR initialises from timm ViT/DeiT weights at 384 and resizes the position grid to the crop."""
+    import timm
+
+    vit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, num_classes=10)
+    config = SetrConfig(image_size=64, patch_size=16, hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
+                        decode_head=naive_head(11), num_labels=5)
+    model = SetrForSemanticSegmentation(config)
+    skipped = model.backbone.load_imagenet_weights(vit.state_dict())
+    assert "dist_token" in skipped and "head.weight" in skipped and "norm.weight" in skipped
+    pos = vit.pos_embed.detach()
+    assert torch.equal(model.backbone.pos_embed[:, 0], pos[:, 0])  # cls entry kept, distillation entry dropped
+    grid = pos[:, 2:].reshape(1, 14, 14, 192).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(grid, size=(4, 4), mode="bilinear", align_corners=False)
+    assert torch.allclose(model.backbone.pos_embed[:, 1:], expected.flatten(2).transpose(1, 2), atol=1e-6)
+    assert torch.equal(model.backbone.blocks[3].attn.qkv.weight, vit.blocks[3].attn.qkv.weight)

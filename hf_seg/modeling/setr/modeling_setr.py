@@ -107,6 +107,36 @@ class SetrVisionTransformer(nn.Module):
                                       num_prefix_tokens=1, interpolation="bilinear", antialias=False,
                                       align_corners=self.config.pos_embed_align_corners)
 
+    @torch.no_grad()
+    def load_imagenet_weights(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
+        """Initialise from a timm ViT / DeiT ImageNet state dict the way SETR's ``load_pretrained`` does.
+
+        ``pos_embed`` keeps its cls entry and its last ``h*w`` entries (so DeiT's distillation entry is dropped) and
+        the grid is resized bilinearly (``pos_embed_align_corners``) to this model's crop grid; the classifier,
+        final norm and DeiT's ``dist_token`` / ``head_dist`` are not used. Returns the keys that were skipped.
+        """
+        own = self.state_dict()
+        skipped, new = [], {}
+        for key, value in state_dict.items():
+            if key == "pos_embed":
+                n = int(round((value.shape[1] - 1) ** 0.5))
+                while n * n > value.shape[1] - 1:
+                    n -= 1
+                grid = value[:, -n * n:]
+                value = torch.cat((value[:, :1], grid), dim=1)
+                value = resample_abs_pos_embed(value, new_size=list(self.config.grid_size), old_size=[n, n],
+                                               num_prefix_tokens=1, interpolation="bilinear", antialias=False,
+                                               align_corners=self.config.pos_embed_align_corners)
+            if key in own and own[key].shape == value.shape:
+                new[key] = value
+            else:
+                skipped.append(key)
+        missing = [k for k in own if k not in new]
+        if missing:
+            raise ValueError(f"ImageNet weights lack {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+        self.load_state_dict(new)
+        return skipped
+
     def forward(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
         x, grid = self.patch_embed(pixel_values)
         cls = self.cls_token.expand(x.shape[0], -1, -1)

@@ -62,6 +62,11 @@ class FinetuneArguments:
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
     sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm when distributed on GPUs"})
+    max_train_minutes: float | None = field(default=None, metadata={
+        "help": "wall-clock budget: the lr schedule is shortened to the steps that fit and training stops there"})
+    processor_kwargs: str | None = field(default=None, metadata={
+        "help": "JSON dict of image-processor settings to change (e.g. the test-time resize) before training; "
+                "saved with the model"})
 
 
 # ------------------------------------------------------------------------------------------------ arguments
@@ -244,7 +249,9 @@ def resolve_recipe(args, targs, family: str, model, entry, dataset_name: str):
         size = model.config.image_size
         changes["crop_size"] = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
     if args.train_scale:
-        changes["scale"] = tuple(args.train_scale)
+        changes.update(scale=tuple(args.train_scale), short_sides=None, max_size=None)
+        if pipeline.ratio_range is None and not args.ratio_range:
+            changes["ratio_range"] = (0.5, 2.0)
     if args.ratio_range:
         changes["ratio_range"] = tuple(args.ratio_range)
     if not args.pad_small:
@@ -283,7 +290,7 @@ def run(args, targs, callbacks=None) -> dict:
     from .data import (DatasetCheckError, EvalDataset, SegmentationCollator, TrainDataset, check_dataset)
     from .hub import finetune_model_card, push_folder
     from .optim import BACKBONE_PREFIXES
-    from .trainer import SegmentationTrainer, convert_sync_batchnorm_if_needed
+    from .trainer import SegmentationTrainer, TimeBudgetCallback, convert_sync_batchnorm_if_needed
     from .transforms import build_train_transforms
 
     _ = targs.device  # sets up the distributed state, so world_size / process_index are right
@@ -313,6 +320,11 @@ def run(args, targs, callbacks=None) -> dict:
         say(f"note: {note}")
     ignore_index = int(getattr(model.config, "semantic_loss_ignore_index", ignore_index))
     processor = _set_processor_labels(processor, info, ignore_index)
+    if args.processor_kwargs:
+        for key, value in json.loads(args.processor_kwargs).items():
+            if not hasattr(processor, key):
+                raise DatasetCheckError(f"--processor-kwargs: the image processor has no setting {key!r}")
+            setattr(processor, key, value)
     family, family_module = family_of(model.config)
     label_fn = label_function(info, ignore_index)
 
@@ -378,6 +390,8 @@ def run(args, targs, callbacks=None) -> dict:
         compute_metrics=compute_metrics, processing_class=processor, callbacks=callbacks, recipe=resolved,
         backbone_prefixes=getattr(family_module, "BACKBONE_PREFIXES", BACKBONE_PREFIXES))
 
+    if args.max_train_minutes:
+        trainer.add_callback(TimeBudgetCallback(60 * args.max_train_minutes, trainer))
     say(f"model: {args.model} ({family}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "
         f"{model.config.num_labels} classes); dataset: {args.dataset} ({dataset_name or 'unnamed'}, "
         f"{len(train_split)} {args.train_split}" + (f", {len(eval_split)} {eval_name}" if eval_split else "") + ")")

@@ -82,12 +82,17 @@ def build_optimizer(model: nn.Module, resolved: ResolvedRecipe, backbone_prefixe
                              weight_decay=recipe.weight_decay)
 
 
-def lr_factor(step: int, resolved: ResolvedRecipe, base_lr: float) -> float:
+def lr_factor(step: int, resolved: ResolvedRecipe, base_lr: float, horizon: int | None = None) -> float:
     """lr(step) / base_lr for a group whose base lr is ``base_lr`` (mmcv's LrUpdater hooks, ``by_epoch=False``).
 
-    The original schedule's milestones (warmup, steps, restart periods) are stretched onto ``resolved.max_steps``.
+    The original schedule's milestones (warmup, steps, restart periods) are stretched onto ``resolved.max_steps``
+    (or ``horizon``, when a time budget shortened the run).
     """
     sched: Schedule = resolved.recipe.schedule
+    if horizon is not None and horizon != resolved.max_steps:
+        import dataclasses
+
+        resolved = dataclasses.replace(resolved, max_steps=horizon)
     total = max(1, resolved.max_steps)
     progress = min(step, total)
     if sched.policy == "constant":
@@ -113,6 +118,9 @@ def lr_factor(step: int, resolved: ResolvedRecipe, base_lr: float) -> float:
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, resolved: ResolvedRecipe):
-    lambdas = [(lambda step, base=group["lr"]: lr_factor(step, resolved, base)) for group in optimizer.param_groups]
+def build_scheduler(optimizer: torch.optim.Optimizer, resolved: ResolvedRecipe, horizon: dict | None = None):
+    """LambdaLR over the recipe's schedule; ``horizon['max_steps']`` (mutable) may shorten it during training."""
+    horizon = horizon if horizon is not None else {"max_steps": resolved.max_steps}
+    lambdas = [(lambda step, base=group["lr"]: lr_factor(step, resolved, base, horizon["max_steps"]))
+               for group in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)

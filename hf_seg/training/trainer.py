@@ -3,15 +3,17 @@ augmentation order, SyncBatchNorm under multi-GPU DDP and the model's own test p
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from .data import EpochKeySampler, TrainDataset
 from .optim import BACKBONE_PREFIXES, build_optimizer, build_scheduler
 from .recipes import ResolvedRecipe
 
-__all__ = ["SegmentationTrainer", "convert_sync_batchnorm_if_needed"]
+__all__ = ["SegmentationTrainer", "TimeBudgetCallback", "convert_sync_batchnorm_if_needed"]
 
 
 class SegmentationTrainer(Trainer):
@@ -27,6 +29,7 @@ class SegmentationTrainer(Trainer):
     def __init__(self, *args, recipe: ResolvedRecipe, backbone_prefixes=BACKBONE_PREFIXES, **kwargs):
         self.recipe = recipe
         self.backbone_prefixes = tuple(backbone_prefixes)
+        self.schedule_horizon = {"max_steps": recipe.max_steps}
         super().__init__(*args, **kwargs)
         # hf_seg models take **kwargs but average their loss themselves: without this the Trainer would multiply
         # the loss (and the gradients) by the number of processes, as for token-count-normalised LM losses
@@ -40,7 +43,7 @@ class SegmentationTrainer(Trainer):
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         if self.lr_scheduler is None:
-            self.lr_scheduler = build_scheduler(optimizer or self.optimizer, self.recipe)
+            self.lr_scheduler = build_scheduler(optimizer or self.optimizer, self.recipe, self.schedule_horizon)
             self._created_lr_scheduler = True
         return self.lr_scheduler
 
@@ -71,3 +74,49 @@ def convert_sync_batchnorm_if_needed(model: nn.Module, args) -> tuple[nn.Module,
     if distributed and on_gpu and has_bn:
         return nn.SyncBatchNorm.convert_sync_batchnorm(model), True
     return model, False
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Fit training into ``seconds`` of wall time: from the step times measured so far, shorten the lr schedule's
+    horizon to the number of steps that fit (the schedule still ends properly) and stop there. Never lengthens a run.
+    With several processes the main process decides and broadcasts, so every process stops at the same step."""
+
+    def __init__(self, seconds: float, trainer: SegmentationTrainer, probe_steps: int = 3, every: int = 10):
+        self.seconds = float(seconds)
+        self.trainer = trainer
+        self.probe_steps = probe_steps
+        self.every = every
+        self.stop_at = None
+        self._t0 = self._t_probe = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._t0 = time.perf_counter()
+        self._step0 = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        done = state.global_step - self._step0
+        if done == 1:
+            self._t_probe = time.perf_counter()  # the first step pays one-off costs: measure from here
+        elif done > self.probe_steps and (done - self.probe_steps) % self.every == 1:
+            now = time.perf_counter()
+            per_step = (now - self._t_probe) / (done - 1)
+            fit = state.global_step + int((self.seconds - (now - self._t0)) / per_step)
+            fit = _broadcast(max(fit, state.global_step + 1))
+            horizon = self.trainer.schedule_horizon
+            if fit < horizon["max_steps"]:
+                horizon["max_steps"] = fit
+                self.stop_at = fit
+        if self.stop_at is not None and state.global_step >= self.stop_at:
+            control.should_training_stop = True
+            control.should_save = True
+        return control
+
+
+def _broadcast(value: int) -> int:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return int(box[0])
+    return value

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FinetuneArguments", "parse_args", "run", "main", "family_of"]
+__all__ = ["FinetuneArguments", "parse_args", "build_trainer", "run", "main", "family_of"]
 
 EVAL_SPLIT_CANDIDATES = ("validation", "val", "test")
 
@@ -277,18 +276,19 @@ def resolve_recipe(args, targs, family: str, model, entry, dataset_name: str):
 
 
 # ------------------------------------------------------------------------------------------------ run
-def run(args, targs, callbacks=None) -> dict:
-    """Load, check, train, evaluate and save; returns the metrics and where everything is."""
-    import torch
+def build_trainer(args, targs, callbacks=None):
+    """Load the data and the model, check them, fit the recipe and build the :class:`SegmentationTrainer`.
+
+    Returns a dict with ``trainer``, ``model``, ``processor``, ``train_dataset``, ``eval_dataset``, ``collator``,
+    ``recipe`` (the :class:`ResolvedRecipe`), ``family``, ``dataset_name``, ``eval_name``, ``say`` and ``push``.
+    """
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     import hf_seg  # noqa: F401 - registers the Auto classes
 
     from ..label_sets import get_label_set
     from ..metrics import make_compute_metrics
-    from .data import (DatasetCheckError, EvalDataset, SegmentationCollator, TrainDataset, check_dataset)
-    from .hub import finetune_model_card, push_folder
+    from .data import DatasetCheckError, EvalDataset, SegmentationCollator, TrainDataset, check_dataset
     from .optim import BACKBONE_PREFIXES
     from .trainer import SegmentationTrainer, TimeBudgetCallback, convert_sync_batchnorm_if_needed
     from .transforms import build_train_transforms
@@ -398,6 +398,22 @@ def run(args, targs, callbacks=None) -> dict:
     say(resolved.summary())
     if synced:
         say("SyncBatchNorm: on (multi-GPU)")
+    return {"trainer": trainer, "model": model, "processor": processor, "train_dataset": train_dataset,
+            "eval_dataset": eval_dataset, "collator": collator, "recipe": resolved, "family": family,
+            "dataset_name": dataset_name, "eval_name": eval_name, "say": say, "push": push, "is_main": is_main}
+
+
+def run(args, targs, callbacks=None) -> dict:
+    """Load, check, train, evaluate and save; returns the metrics and where everything is."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from .data import DatasetCheckError
+    from .hub import finetune_model_card, push_folder
+
+    built = build_trainer(args, targs, callbacks)
+    trainer, model, resolved = built["trainer"], built["model"], built["recipe"]
+    eval_dataset, eval_name, say, is_main = built["eval_dataset"], built["eval_name"], built["say"], built["is_main"]
+    dataset_name, push = built["dataset_name"], built["push"]
 
     resume = targs.resume_from_checkpoint
     if isinstance(resume, str) and resume.lower() in ("true", "last", "latest"):

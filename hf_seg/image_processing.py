@@ -213,15 +213,22 @@ class HfSegImageProcessor(BaseImageProcessor):
         if array.ndim == 2:
             array = array[None]
         elif array.ndim == 3:
-            if array.shape[0] not in (1, 3, 4) and array.shape[-1] in (1, 3, 4):
-                array = np.moveaxis(array, -1, 0)  # HWC -> CHW
-            if array.shape[0] not in (1, 3, 4):
+            # PIL and numpy images are channels-last by convention, torch tensors channels-first
+            channels_first = isinstance(image, torch.Tensor)
+            preferred, other = (0, -1) if channels_first else (-1, 0)
+            if array.shape[preferred] in (1, 3, 4):
+                axis = preferred
+            elif array.shape[other] in (1, 3, 4):
+                axis = other
+            else:
                 raise ValueError(f"image {index} has shape {array.shape}: expected 1, 3 or 4 channels")
+            if axis == -1:
+                array = np.moveaxis(array, -1, 0)
         else:
             raise ValueError(f"image {index} has {array.ndim} dimensions: expected (H, W), (H, W, C) or (C, H, W)")
         if array.shape[1] == 0 or array.shape[2] == 0:
             raise ValueError(f"image {index} is empty (shape {array.shape})")
-        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        tensor = torch.from_numpy(np.array(array, copy=True, order="C"))  # owns its memory
         if tensor.dtype == torch.uint8:
             tensor = tensor.float()
         elif tensor.dtype in (torch.int16, torch.int32, torch.uint16) or array.dtype == np.uint16:

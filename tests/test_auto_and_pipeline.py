@@ -1,0 +1,107 @@
+"""Registration with the Auto classes, the image-segmentation pipeline, remote code, and `hf-seg predict`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hf_seg
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation, pipeline
+
+from fixture_utils import ROOT
+from hf_seg.families import FAMILY_MODULES, all_families
+from hf_seg.zoo import build_model, build_processor
+
+ADE_IMAGE = ROOT / "tests" / "data" / "ade20k" / "images" / "validation" / "ADE_val_00000002.jpg"
+
+
+@pytest.fixture(scope="module")
+def tiny_csail_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("csail")
+    torch.manual_seed(0)
+    model = build_model("csail-ade20k-mobilenetv2dilated-c1-deepsup").eval()
+    model.save_pretrained(directory)
+    build_processor("csail-ade20k-mobilenetv2dilated-c1-deepsup", short_side=128, max_size=256).save_pretrained(
+        directory)
+    return directory
+
+
+def test_every_family_is_registered_without_name_clashes():
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    for name, module in all_families().items():
+        model_type = module.CONFIG_CLASS.model_type
+        assert model_type.startswith("hfseg_") and model_type not in CONFIG_MAPPING_NAMES, name
+        assert isinstance(AutoConfig.for_model(model_type), module.CONFIG_CLASS)
+    assert set(FAMILY_MODULES) >= {"csail"}
+    hf_seg.register_auto_classes()  # idempotent
+
+
+def test_auto_classes_and_pipeline(tiny_csail_dir):
+    model = AutoModelForSemanticSegmentation.from_pretrained(tiny_csail_dir)
+    processor = AutoImageProcessor.from_pretrained(tiny_csail_dir)
+    assert type(processor).__name__ == "HfSegImageProcessor"
+    segmenter = pipeline("image-segmentation", model=str(tiny_csail_dir))
+    image = Image.open(ADE_IMAGE)
+    results = segmenter(image, subtask="semantic")
+    assert results and all(r["mask"].size == image.size for r in results)
+    assert {r["label"] for r in results} <= set(model.config.id2label.values())
+    # the union of the masks covers the image exactly once
+    coverage = sum(np.asarray(r["mask"], dtype=np.int64) // 255 for r in results)
+    assert (coverage == 1).all()
+
+
+def test_remote_code_loads_without_hf_seg(tiny_csail_dir, tmp_path):
+    from hf_seg.remote_code import save_with_remote_code
+
+    model = AutoModelForSemanticSegmentation.from_pretrained(tiny_csail_dir).eval()
+    processor = AutoImageProcessor.from_pretrained(tiny_csail_dir)
+    save_with_remote_code(model, tmp_path, processor)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSemanticSegmentation"] == "modeling_csail.CsailForSemanticSegmentation"
+    x = torch.randn(1, 3, 64, 64)
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        expected = model(pixel_values=x).logits
+    script = f"""
+import sys, torch
+sys.modules['hf_seg'] = None  # as for a user without hf_seg installed
+from transformers import AutoModelForSemanticSegmentation, AutoImageProcessor
+model = AutoModelForSemanticSegmentation.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
+processor = AutoImageProcessor.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+assert type(model).__module__.startswith('transformers_modules'), type(model).__module__
+with torch.no_grad():
+    torch.save(model(pixel_values=torch.load({str(tmp_path / 'x.pt')!r})).logits, {str(tmp_path / 'y.pt')!r})
+print(type(processor).__name__)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "HfSegImageProcessor" in result.stdout
+    assert torch.equal(torch.load(tmp_path / "y.pt"), expected)
+    # without trust_remote_code the load is refused
+    refused = subprocess.run([sys.executable, "-c", script.replace("trust_remote_code=True", "trust_remote_code=False")],
+                             capture_output=True, text=True, cwd=tmp_path,
+                             env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert refused.returncode != 0
+
+
+def test_hf_seg_predict_writes_overlay_and_labels(tiny_csail_dir, tmp_path):
+    out = tmp_path / "overlay.png"
+    result = subprocess.run([sys.executable, "-m", "hf_seg.cli", "predict", str(ADE_IMAGE), "--model",
+                             str(tiny_csail_dir), "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    overlay, labels = Image.open(out), Image.open(tmp_path / "overlay_labels.png")
+    image = Image.open(ADE_IMAGE)
+    assert overlay.size == labels.size == image.size and overlay.mode == "RGB" and labels.mode == "L"
+    assert np.asarray(labels).max() < 150
+
+
+def test_hf_seg_models_lists_the_zoo():
+    result = subprocess.run([sys.executable, "-m", "hf_seg.cli", "models"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0
+    assert "csail-ade20k-resnet50dilated-ppm-deepsup" in result.stdout and "42.14" in result.stdout

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from timm.layers import PatchEmbed, StdConv2dSame, trunc_normal_
+from timm.layers import PatchEmbed, StdConv2dSame
 from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import Block
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from ...losses import check_labels, cross_entropy
@@ -226,28 +227,28 @@ class RegionProxyPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        # as the original's init_weights without pretrained weights: trunc-normal(0.02) linears and tokens,
-        # Kaiming (fan_in) convs, unit norms, zero affinity bias
+        # as the original's init_weights without pretrained weights: trunc-normal(0.02) linears and tokens, Kaiming
+        # (fan_in) convs, unit norms, zero biases; ``initialization`` skips tensors loaded from a checkpoint
         if isinstance(module, nn.Linear):
-            trunc_normal_(module.weight, std=0.02)
+            init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
         elif isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
         elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d)):
             if module.weight is not None:
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+                init.ones_(module.weight)
+                init.zeros_(module.bias)
             if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.zero_()
-                module.running_var.fill_(1.0)
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
         elif isinstance(module, RegionProxyBackbone):
-            trunc_normal_(module.pos_embed, std=0.02)
-            trunc_normal_(module.cls_token, std=0.02)
+            init.trunc_normal_(module.pos_embed, std=0.02)
+            init.trunc_normal_(module.cls_token, std=0.02)
             if module.dist_token is not None:
-                trunc_normal_(module.dist_token, std=0.02)
+                init.trunc_normal_(module.dist_token, std=0.02)
 
 
 class RegionProxyForSemanticSegmentation(RegionProxyPreTrainedModel):

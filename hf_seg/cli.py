@@ -55,6 +55,18 @@ def _kernels(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    from .demo import main as demo_main
+
+    return demo_main(args.demo_args)
+
+
+def _evaluate(args) -> int:
+    from .evaluation import main as evaluate_main
+
+    return evaluate_main(args.evaluate_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-seg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -83,10 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["build"])
     p.add_argument("--cuda", action="store_true", help="also build the CUDA kernel (default: when a GPU is present)")
     p.set_defaults(func=_kernels)
+
+    p = sub.add_parser("demo", help="finetune a compact model on bundled CamVid images, evaluate it, draw predictions",
+                       add_help=False)
+    p.add_argument("demo_args", nargs=argparse.REMAINDER, help="arguments of `hf-seg demo --help`")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("evaluate", help="mIoU with the paper's test protocol (scripts/evaluate.py)", add_help=False)
+    p.add_argument("evaluate_args", nargs=argparse.REMAINDER, help="arguments of `hf-seg evaluate --help`")
+    p.set_defaults(func=_evaluate)
     return parser
 
 
+# subcommands that own their whole argument list (argparse's REMAINDER cannot pass a leading --flag through)
+_PASS_THROUGH = {"demo": _demo, "evaluate": _evaluate}
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in _PASS_THROUGH:
+        key = f"{argv[0]}_args"
+        return _PASS_THROUGH[argv[0]](argparse.Namespace(**{key: argv[1:]}))
     args = build_parser().parse_args(argv)
     return args.func(args)
 

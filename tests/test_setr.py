@@ -10,7 +10,6 @@ import hf_seg  # noqa: F401  (registers the Auto classes)
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
 from fixture_utils import assert_close, case_id, convert_with_cli, fixture_cases, load_case
-from hf_seg.label_sets import get_label_set
 from hf_seg.modeling.setr import SetrConfig, SetrForSemanticSegmentation
 from hf_seg.modeling.setr.configuration_setr import (
     fcn_head, hlg_up_head, mla_aux_head, mla_head, naive_head, pup_aux_head, pup_head,
@@ -324,9 +323,6 @@ def test_every_preset_builds_a_config(entry):
     config = build_config(entry.name)
     assert config.test_mode == "slide" and config.test_crop_size == list(entry.crop_size)
     assert config.id2label and len(config.id2label) == config.num_labels
-    if entry.dataset == "pascal_context" and get_label_set("pascal_context").num_labels == 59:
-        pytest.xfail("SETR's Pascal-Context models have 60 classes (with background); the shared label table only "
-                     "has the 59-class set")
     expected = {"cityscapes": 19, "ade20k": 150}.get(entry.dataset, 60)
     assert config.num_labels == expected
 

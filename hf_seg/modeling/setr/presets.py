@@ -8,7 +8,6 @@ scale), normalisation (0..255 mean/std, RGB), the README mIoU and the checkpoint
 
 from __future__ import annotations
 
-from ...label_sets import available_label_sets
 from ...zoo import PaperResult, ZooEntry
 from .configuration_setr import fcn_head, hlg_up_head, mla_aux_head, mla_head, naive_head, pup_aux_head, pup_head
 
@@ -19,7 +18,7 @@ HLG_PAPER_URL = "https://arxiv.org/abs/2207.09339"
 REPO = "https://github.com/fudan-zvg/SETR"
 # SETR's Pascal-Context models predict 60 classes (background included, no label reduction); the shared label table
 # names the 59-class reduced variant "pascal_context". A 60-class set is used once the table provides one.
-PASCAL_CONTEXT = "pascal_context_60" if "pascal_context_60" in available_label_sets() else "pascal_context"
+PASCAL_CONTEXT = "pascal_context_60"  # SETR trains 60 classes, background included
 
 
 def _row(name, original_name, dataset, description, config, decode_head, auxiliary_heads, scale, mean, std, miou, url,

@@ -108,6 +108,17 @@ def draw(model, processor, dataset, info, out_dir: Path, max_rows: int = 10) -> 
     return overlays, grid_path
 
 
+def _default_threads() -> int:
+    """All cores, unless other processes already keep them busy: then one thread (several OpenMP threads on
+    oversubscribed cores spin against each other and run many times slower than one)."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return cores if load < cores - 0.5 else max(1, min(cores, int(cores - load + 1)))
+
+
 def _peak_rss_mib() -> float:
     import resource
 
@@ -120,7 +131,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     import torch
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or _default_threads())
     data = Path(args.data)
     if not (data / "train").is_dir() or not (data / "trainannot").is_dir():
         print(f"hf-seg demo: no CamVid data in {data} (expected train/ + trainannot/ ...); pass --data",

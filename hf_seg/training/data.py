@@ -23,7 +23,7 @@ from torchvision import tv_tensors
 from .transforms import seeded
 
 __all__ = ["TrainDataset", "EvalDataset", "EpochKeySampler", "SegmentationCollator", "check_dataset",
-           "DatasetCheckError", "to_image_tensor", "to_label_array"]
+           "DatasetCheckError", "to_image_tensor", "to_label_array", "eval_canvas"]
 
 
 class DatasetCheckError(ValueError):
@@ -151,6 +151,25 @@ def test_time_processor(processor):
         settings.pop(key, None)
     settings.update(do_reduce_labels=False, label_map=None, pad_size_divisor=None)
     return type(processor)(**settings)
+
+
+def eval_canvas(processor) -> tuple[int, int] | None:
+    """A (height, width) every test-time-resized image fits in, so that batches gathered across processes have one
+    shape (``None`` when the processor does not bound the size)."""
+    mode = getattr(processor, "resize_mode", None)
+    if mode == "fixed":
+        size = (processor.size["height"], processor.size["width"])
+    elif mode == "keep_ratio":
+        side = max(processor.scale)
+        size = (side, side)
+    elif mode == "short_side" and processor.max_size:
+        side = processor.max_size
+        if processor.size_divisor:
+            side = -(-side // processor.size_divisor) * processor.size_divisor
+        size = (side, side)
+    else:
+        return None
+    return int(size[0]), int(size[1])
 
 
 @dataclass

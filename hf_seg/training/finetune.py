@@ -222,7 +222,7 @@ def _pick_eval_split(args, splits) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------------ recipe
-def resolve_recipe(args, targs, family: str, model, entry, dataset_name: str):
+def resolve_recipe(args, targs, family: str, model, entry, dataset_name: str, train_size: int | None = None):
     from .recipes import DATASET_TRAIN_SCALE, get_recipe, override, recipe_for, scale_recipe
 
     if args.recipe == "original":
@@ -270,6 +270,11 @@ def resolve_recipe(args, targs, family: str, model, entry, dataset_name: str):
         gradient_accumulation_steps=(targs.gradient_accumulation_steps
                                      if "gradient_accumulation_steps" in explicit else None),
         max_steps=max_steps, lr=targs.learning_rate if "learning_rate" in explicit else None)
+    if max_steps is None and "num_train_epochs" in explicit and train_size:
+        per_step = resolved.effective_batch_size
+        steps = max(1, int(-(-train_size // per_step) * targs.num_train_epochs))
+        notes.append(f"--num-train-epochs {targs.num_train_epochs:g}: {steps} steps of {per_step} images")
+        resolved = dataclasses.replace(resolved, max_steps=steps)
     if notes:
         resolved = dataclasses.replace(resolved, notes=resolved.notes + tuple(notes))
     return resolved
@@ -288,7 +293,7 @@ def build_trainer(args, targs, callbacks=None):
 
     from ..label_sets import get_label_set
     from ..metrics import make_compute_metrics
-    from .data import DatasetCheckError, EvalDataset, SegmentationCollator, TrainDataset, check_dataset
+    from .data import DatasetCheckError, EvalDataset, SegmentationCollator, TrainDataset, check_dataset, eval_canvas
     from .optim import BACKBONE_PREFIXES
     from .trainer import SegmentationTrainer, TimeBudgetCallback, convert_sync_batchnorm_if_needed
     from .transforms import build_train_transforms
@@ -336,7 +341,7 @@ def build_trainer(args, targs, callbacks=None):
     if eval_split is not None and args.max_eval_samples:
         eval_split = eval_split.select(range(min(args.max_eval_samples, len(eval_split))))
 
-    resolved = resolve_recipe(args, targs, family, model, entry, dataset_name)
+    resolved = resolve_recipe(args, targs, family, model, entry, dataset_name, train_size=len(train_split))
     pipeline = resolved.recipe.pipeline
     check_max = None if args.check_samples < 0 else args.check_samples
     check_dataset(train_split, label_fn, model.config.num_labels, ignore_index, split=args.train_split,
@@ -381,12 +386,17 @@ def build_trainer(args, targs, callbacks=None):
     eval_dataset = EvalDataset(eval_split, processor, label_fn) if eval_split is not None else None
     collator = SegmentationCollator(ignore_index=ignore_index,
                                     size_divisor=pipeline.size_divisor or getattr(processor, "pad_size_divisor", None))
+    eval_collator = collator
+    if targs.world_size > 1 and eval_dataset is not None:
+        # the Trainer gathers eval batches across processes: give them one shape
+        eval_collator = dataclasses.replace(collator, canvas=eval_canvas(processor))
 
     model, synced = convert_sync_batchnorm_if_needed(model, targs) if args.sync_batchnorm else (model, False)
     compute_metrics = make_compute_metrics(model.config.num_labels, ignore_index=ignore_index,
                                            id2label=model.config.id2label)
     trainer = SegmentationTrainer(
         model=model, args=targs, train_dataset=train_dataset, eval_dataset=eval_dataset, data_collator=collator,
+        eval_collator=eval_collator,
         compute_metrics=compute_metrics, processing_class=processor, callbacks=callbacks, recipe=resolved,
         backbone_prefixes=getattr(family_module, "BACKBONE_PREFIXES", BACKBONE_PREFIXES))
 

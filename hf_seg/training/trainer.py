@@ -26,8 +26,10 @@ class SegmentationTrainer(Trainer):
     * evaluation: models whose config asks for sliding-window testing are evaluated that way (``hf_seg.inference``).
     """
 
-    def __init__(self, *args, recipe: ResolvedRecipe, backbone_prefixes=BACKBONE_PREFIXES, **kwargs):
+    def __init__(self, *args, recipe: ResolvedRecipe, backbone_prefixes=BACKBONE_PREFIXES, eval_collator=None,
+                 **kwargs):
         self.recipe = recipe
+        self.eval_collator = eval_collator
         self.backbone_prefixes = tuple(backbone_prefixes)
         self.schedule_horizon = {"max_steps": recipe.max_steps}
         super().__init__(*args, **kwargs)
@@ -46,6 +48,15 @@ class SegmentationTrainer(Trainer):
             self.lr_scheduler = build_scheduler(optimizer or self.optimizer, self.recipe, self.schedule_horizon)
             self._created_lr_scheduler = True
         return self.lr_scheduler
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        if self.eval_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        train_collator, self.data_collator = self.data_collator, self.eval_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PYTEST_ARGS ?=
+# full-size and compile checks are marked slow: `make test PYTEST_ARGS=` runs them too
+PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: install test demo clean
 

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from fixture_utils import ROOT
 
 OUTPUT = ROOT / "readme_output"
@@ -33,7 +31,6 @@ def test_readme_shows_the_two_quick_start_commands():
     assert "make test" in ci
 
 
-@pytest.mark.slow
 def test_every_readme_command_runs():
     commands = [c for c in readme_commands() if not c.startswith("make ")]
     assert commands

@@ -172,16 +172,16 @@ def slide_inference(
         crops = torch.stack([pixel_values[b, :, y1:y2, x1:x2] for b, (y1, y2, x1, x2) in chunk])
         if pad:
             crops = F.pad(crops, (0, in_w - win_w, 0, in_h - win_h))
-        logits = resize_logits(model_fn(crops).float(), (in_h, in_w), align_corners)
-        if pad:
-            logits = logits[:, :, :win_h, :win_w]
+        logits = model_fn(crops)
         if preds is None:
             classes = logits.shape[1]
             if num_labels is not None and classes != num_labels:
                 raise ValueError(f"model returned {classes} classes, expected num_labels={num_labels}")
-            preds = logits.new_zeros((batch, classes, height, width))
+            preds = torch.zeros((batch, classes, height, width), dtype=torch.float32, device=logits.device)
         for i, (b, (y1, y2, x1, x2)) in enumerate(chunk):
-            preds[b, :, y1:y2, x1:x2] += logits[i]
+            # one window at a time: the upsampled scores of a whole batch of crops would be batch x C x crop x crop
+            window = resize_logits(logits[i : i + 1].float(), (in_h, in_w), align_corners)[0]
+            preds[b, :, y1:y2, x1:x2] += window[:, :win_h, :win_w] if pad else window
     preds /= _window_count(height, width, windows, preds.device)
     return preds
 

@@ -102,12 +102,13 @@ class HighResolutionModule(nn.Module):
             return xs
         fused = []
         for i, row in enumerate(self.fuse_layers):
-            y = xs[i]
+            # summed in branch order, as the original does: float addition order changes the last bits
+            y = None
             for j, layer in enumerate(row):
-                if j == i:
-                    continue
-                out = layer(xs[j])
-                y = y + (resize(out, xs[i].shape[-2:]) if j > i else out)
+                out = xs[j] if j == i else layer(xs[j])
+                if j > i:
+                    out = resize(out, xs[i].shape[-2:])
+                y = out if y is None else y + out
             fused.append(self.relu(y))
         return fused
 

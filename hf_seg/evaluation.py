@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import DatasetInfo, custom_info, load_segmentation_dataset
+from .data import DatasetInfo, custom_info, info_for_num_labels, load_segmentation_dataset
 from .inference import DEFAULT_TTA_SCALES, num_windows, predict
 from .metrics import MeanIoU
 
@@ -160,6 +160,8 @@ def _resolve_info(info: DatasetInfo | None, model) -> DatasetInfo:
     if info.num_labels is None:
         id2label = getattr(config, "id2label", None) or {}
         info = info.replace(num_labels=config.num_labels, id2label={int(k): v for k, v in id2label.items()})
+    if config.num_labels != info.num_labels and info_for_num_labels(info, config.num_labels) is not None:
+        info = info_for_num_labels(info, config.num_labels)  # e.g. Pascal-Context 59 vs 60 classes
     if config.num_labels != info.num_labels:
         raise ValueError(f"the model predicts {config.num_labels} classes but the dataset ({info.name}) has "
                          f"{info.num_labels}: evaluate a model trained on this dataset")

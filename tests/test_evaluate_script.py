@@ -245,6 +245,16 @@ def test_pascal_context_layout(tmp_path):
     info = data.info
     assert info.name == "pascal_context" and info.num_labels == 59 and info.reduce_labels
     assert info.convert_labels(np.array([[0, 1, 59]])).tolist() == [[255, 0, 58]]
+    # a 60-class model (SETR / UN-EPT heads) is evaluated with background as class 0
+    from hf_seg.data import info_for_num_labels
+
+    info60 = info_for_num_labels(info, 60)
+    assert info60.num_labels == 60 and not info60.reduce_labels and info60.layout == "pascal_context"
+    assert info60.convert_labels(np.array([[0, 1, 59]])).tolist() == [[0, 1, 59]]
+    model = TinySegModel(TinySegConfig(num_labels=60, constant_class=20))  # the val map is all 20
+    result = evaluate_segmentation(model, HfSegImageProcessor(resize_mode="none"), data["validation"], info,
+                                   progress=False)
+    assert result.info.name == "pascal_context_60" and float(result.metrics["overall_accuracy"]) == 1.0
 
 
 @pytest.mark.parametrize("variant, splits", [("coco_stuff164k", ("train2017", "val2017")),

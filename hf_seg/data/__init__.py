@@ -9,7 +9,14 @@
 Class names and palettes come from ``hf_seg/label_sets.json``; no image is shipped with the package.
 """
 
-from .info import DatasetInfo, coco_stuff_raw_label_map, convert_labels, custom_info, dataset_info
+from .info import (
+    DatasetInfo,
+    coco_stuff_raw_label_map,
+    convert_labels,
+    custom_info,
+    dataset_info,
+    info_for_num_labels,
+)
 from .layouts import LAYOUTS, DatasetLayoutError, SplitFiles, canonical_split, detect_layout, find_pairs, list_splits
 from .loading import SegmentationData, detect_columns, load_segmentation_dataset, pairs_to_dataset
 
@@ -27,6 +34,7 @@ __all__ = [
     "detect_columns",
     "detect_layout",
     "find_pairs",
+    "info_for_num_labels",
     "list_splits",
     "load_segmentation_dataset",
     "pairs_to_dataset",

@@ -12,7 +12,10 @@ import numpy as np
 
 from ..label_sets import available_label_sets, default_palette, get_label_set
 
-__all__ = ["DatasetInfo", "dataset_info", "coco_stuff_raw_label_map", "convert_labels"]
+__all__ = ["DatasetInfo", "dataset_info", "coco_stuff_raw_label_map", "convert_labels", "info_for_num_labels"]
+
+# label sets that describe the same annotation files with another class convention
+_VARIANTS = {"pascal_context": ("pascal_context_60",), "pascal_context_60": ("pascal_context",)}
 
 
 @dataclass
@@ -97,7 +100,8 @@ def coco_stuff_raw_label_map() -> dict[int, int]:
 _ALIASES = {
     "ade": "ade20k", "ade20k": "ade20k", "adechallengedata2016": "ade20k", "sceneparse150": "ade20k",
     "scene_parse_150": "ade20k", "cityscapes": "cityscapes", "camvid": "camvid", "pascalcontext": "pascal_context",
-    "pascal_context": "pascal_context", "pascalcontext59": "pascal_context", "cocostuff": "coco_stuff",
+    "pascal_context": "pascal_context", "pascalcontext59": "pascal_context", "pascal_context_59": "pascal_context",
+    "pascalcontext60": "pascal_context_60", "pascal_context_60": "pascal_context_60", "cocostuff": "coco_stuff",
     "coco_stuff": "coco_stuff", "cocostuff164k": "coco_stuff", "cocostuff10k": "coco_stuff",
 }
 
@@ -136,3 +140,17 @@ def custom_info(num_labels: int | None = None, id2label=None, **overrides) -> Da
         num_labels = len(id2label)
     palette = [list(c) for c in default_palette(num_labels)] if num_labels else None
     return DatasetInfo(name="custom", num_labels=num_labels, id2label=id2label, palette=palette, **overrides)
+
+
+def info_for_num_labels(info: DatasetInfo, num_labels: int) -> DatasetInfo | None:
+    """The same files read with the class convention that has ``num_labels`` classes (Pascal-Context: 59 classes
+    with background ignored, or 60 with background as class 0), or ``None``."""
+    if info.num_labels == num_labels:
+        return info
+    for name in _VARIANTS.get(info.name, ()):
+        if name in available_label_sets():
+            other = dataset_info(name)
+            if other.num_labels == num_labels:
+                return replace(other, layout=info.layout, source=info.source, splits=list(info.splits),
+                               notes=list(info.notes) + [f"{name}: the {num_labels}-class convention of these files"])
+    return None

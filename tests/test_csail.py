@@ -13,6 +13,7 @@ from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 from csail_reference import Reference, available
 from fixture_utils import ROOT, assert_close
 from hf_seg.modeling.csail import CsailConfig, CsailForSemanticSegmentation
+from hf_seg.modeling.csail import tiny_config as csail_tiny_config
 from hf_seg.zoo import build_config, list_models
 
 # every released pair (README table) plus pairs the code supports beyond it
@@ -117,7 +118,7 @@ def test_converter_refuses_other_family_configs(tmp_path):
 # ---------------------------------------------------------------------------------------------- behaviour
 def tiny_model(decoder="c1_deepsup", encoder="mobilenetv2dilated", num_labels=5):
     torch.manual_seed(0)
-    return CsailForSemanticSegmentation(CsailConfig(encoder=encoder, decoder=decoder, num_labels=num_labels))
+    return CsailForSemanticSegmentation(csail_tiny_config(encoder=encoder, decoder=decoder, num_labels=num_labels))
 
 
 def test_forward_contract_and_hidden_states():

@@ -22,7 +22,7 @@ from fixture_utils import ROOT, assert_close, case_id, convert_with_cli, fixture
 from hf_seg import zoo
 from hf_seg.conversion import ConfigError, ConversionError, convert_original
 from hf_seg.inference import predict
-from hf_seg.modeling.regionproxy import RegionProxyConfig, RegionProxyForSemanticSegmentation
+from hf_seg.modeling.regionproxy import RegionProxyConfig, RegionProxyForSemanticSegmentation, tiny_config
 from hf_seg.modeling.regionproxy.modeling_regionproxy import neighbour_border_mask
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
@@ -34,13 +34,6 @@ CASES = fixture_cases("regproxy")
 def _cli_finds_package(monkeypatch):
     # scripts/convert_original.py must import this checkout's hf_seg even when it is not pip-installed
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-
-
-def tiny_config(**overrides) -> RegionProxyConfig:
-    kwargs = dict(image_size=[32, 32], patch_size=8, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
-                  out_indices=[0, 2], region_res=[2, 2], num_labels=5, drop_path_rate=0.0)
-    kwargs.update(overrides)
-    return RegionProxyConfig(**kwargs)
 
 
 def tiny_hybrid_config(**overrides) -> RegionProxyConfig:

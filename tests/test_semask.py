@@ -16,7 +16,7 @@ from torch.nn import functional as F
 import hf_seg  # noqa: F401  (registers the Auto classes)
 from fixture_utils import ROOT, assert_close, case_id, convert_with_cli, fixture_cases, load_case
 from hf_seg import zoo
-from hf_seg.modeling.semask import SeMaskConfig, SeMaskForSemanticSegmentation
+from hf_seg.modeling.semask import SeMaskConfig, SeMaskForSemanticSegmentation, tiny_config
 from hf_seg.modeling.semask.configuration_semask import default_semantic_layer_types
 from transformers import AutoModelForSemanticSegmentation
 
@@ -28,13 +28,6 @@ ZOO_JSON = Path(__file__).parent / "fixtures" / "semask" / "zoo.json"
 def _cli_finds_package(monkeypatch):
     # scripts/convert_original.py must import this checkout's hf_seg even when it is not pip-installed
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-
-
-def tiny_config(**overrides) -> SeMaskConfig:
-    kwargs = dict(embed_dim=16, depths=[2, 2, 1], num_heads=[1, 2, 4], window_size=7, semantic_window_size=7,
-                  num_labels=6, decoder_channels=8, drop_path_rate=0.0, decoder_dropout=0.0, semantic_dropout=0.0)
-    kwargs.update(overrides)
-    return SeMaskConfig(**kwargs)
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

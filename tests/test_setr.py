@@ -11,6 +11,7 @@ from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
 from fixture_utils import assert_close, case_id, convert_with_cli, fixture_cases, load_case
 from hf_seg.modeling.setr import SetrConfig, SetrForSemanticSegmentation
+from hf_seg.modeling.setr import tiny_config as setr_tiny_config
 from hf_seg.modeling.setr.configuration_setr import (
     fcn_head, hlg_up_head, mla_aux_head, mla_head, naive_head, pup_aux_head, pup_head,
 )
@@ -150,22 +151,23 @@ def test_converter_refuses_configs_it_cannot_build(tmp_path):
 
 # ------------------------------------------------------------------------------------------ tiny-config tester
 def tiny_config(kind="naive", **overrides):
-    base = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
-                head_channels=16, num_labels=5)
+    """The family's ``tiny_config()`` (small ViT, Naive head + one Naive aux head) with the other heads swapped in."""
     if kind == "naive":
-        base.update(backbone="vit", decode_head=naive_head(3), auxiliary_heads=[naive_head(1, 0.4)])
-    elif kind == "pup":
-        base.update(backbone="vit", decode_head=pup_head(3), auxiliary_heads=[pup_aux_head(1), pup_aux_head(2)],
-                    patch_size=16, image_size=64)
-    elif kind == "mla":
-        base.update(backbone="vit_mla", mla_index=(0, 1, 2, 3), decode_head=mla_head(8),
-                    auxiliary_heads=[mla_aux_head(i) for i in range(4)])
-    elif kind == "hlg":
+        return setr_tiny_config(**overrides)
+    if kind == "hlg":
         base = dict(backbone="hlg", image_size=64, hlg_embed_dims=(16, 32, 32, 64), hlg_num_heads=(1, 2, 2, 4),
                     hlg_depths=(1, 1, 1, 1), hlg_crs_interval=(2, 2, 1, 1), hlg_window_size=2, num_labels=5,
                     decode_head=hlg_up_head(32, 2, 2), auxiliary_heads=[fcn_head(2, 16)])
-    base.update(overrides)
-    return SetrConfig(**base)
+        return SetrConfig(**{**base, **overrides})
+    if kind == "pup":
+        base = dict(backbone="vit", decode_head=pup_head(3), auxiliary_heads=[pup_aux_head(1), pup_aux_head(2)],
+                    patch_size=16, image_size=64)
+    elif kind == "mla":
+        base = dict(backbone="vit_mla", mla_index=(0, 1, 2, 3), decode_head=mla_head(8),
+                    auxiliary_heads=[mla_aux_head(i) for i in range(4)])
+    else:
+        raise ValueError(kind)
+    return setr_tiny_config(**{**base, **overrides})
 
 
 KINDS = ["naive", "pup", "mla", "hlg"]

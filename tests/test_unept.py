@@ -12,7 +12,9 @@ from fixture_utils import ROOT, assert_close, case_id, convert_with_cli, fixture
 from torch import nn
 
 import hf_seg  # noqa: F401  (registers the Auto classes)
-from hf_seg.modeling.unept import UnEptConfig, UnEptForSemanticSegmentation, dt_offset_maps, dt_offset_targets
+from hf_seg.modeling.unept import (
+    UnEptConfig, UnEptForSemanticSegmentation, dt_offset_maps, dt_offset_targets, tiny_config,
+)
 from hf_seg.modeling.unept.dt_offset import DtOffsetTransform
 from hf_seg.modeling.unept.modeling_unept import DecoderSelfAttention
 from transformers import AutoModelForSemanticSegmentation
@@ -140,17 +142,6 @@ def test_dt_offset_generator(case):
 
 
 # ------------------------------------------------------------------------------------------------ tiny model
-def tiny_config(backbone="resnet_v1c", **overrides):
-    kwargs = dict(
-        backbone=backbone, resnet_depth=18, stem_channels=8, base_channels=4, deit_img_size=32, deit_patch_size=8,
-        deit_embed_dim=16, deit_depth=3, deit_num_heads=2, deit_feature_interval=1, hidden_size=32,
-        num_attention_heads=4, num_points=2, encoder_layers=1, decoder_layers=1, ffn_dim=32, dropout=0.0,
-        num_queries=16, spatial_channels=[8, 16], num_labels=5,
-    )
-    kwargs.update(overrides)
-    return UnEptConfig(**kwargs)
-
-
 def tiny_model(backbone="resnet_v1c", **overrides):
     torch.manual_seed(0)
     model = UnEptForSemanticSegmentation(tiny_config(backbone, **overrides)).eval()

@@ -32,10 +32,9 @@ class SegmentationTrainer(Trainer):
         self.eval_collator = eval_collator
         self.backbone_prefixes = tuple(backbone_prefixes)
         self.schedule_horizon = {"max_steps": recipe.max_steps}
+        # hf_seg models take **kwargs but average their loss themselves; their ``accepts_loss_kwargs = False`` class
+        # attribute keeps the Trainer from scaling the loss (and gradients) by the number of processes
         super().__init__(*args, **kwargs)
-        # hf_seg models take **kwargs but average their loss themselves: without this the Trainer would multiply
-        # the loss (and the gradients) by the number of processes, as for token-count-normalised LM losses
-        self.model_accepts_loss_kwargs = False
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:

@@ -262,6 +262,9 @@ class CsailPreTrainedModel(PreTrainedModel):
     base_model_prefix = "csail"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    # forward takes **kwargs but averages its loss itself: without this, transformers' Trainer would treat it as
+    # a token-count-normalised loss and scale the loss (and gradients) by the number of processes
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module):
         # the original initialises decoders with Kaiming-normal convs and BN weight 1 / bias 1e-4

@@ -223,6 +223,9 @@ class RegionProxyPreTrainedModel(PreTrainedModel):
     base_model_prefix = "regionproxy"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    # forward takes **kwargs but averages its loss itself: without this, transformers' Trainer would treat it as
+    # a token-count-normalised loss and scale the loss (and gradients) by the number of processes
+    accepts_loss_kwargs = False
     _no_split_modules = ["Block"]
 
     @torch.no_grad()

@@ -285,6 +285,9 @@ class SeMaskPreTrainedModel(PreTrainedModel):
     base_model_prefix = "semask"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    # forward takes **kwargs but averages its loss itself: without this, transformers' Trainer would treat it as
+    # a token-count-normalised loss and scale the loss (and gradients) by the number of processes
+    accepts_loss_kwargs = False
 
     def _init_weights(self, module):
         # the original: truncated-normal(0.02) linears, unit LayerNorms, Kaiming convs in the head, classifier

@@ -7,5 +7,27 @@ CONFIG_CLASS = UnEptConfig
 MODEL_CLASS = UnEptForSemanticSegmentation
 CONVERTER = UnEptConverter
 
+
+def tiny_config(backbone: str = "resnet_v1c", **overrides) -> UnEptConfig:
+    """A small, fast UN-EPT config for tests and smoke runs: a ResNet-18-V1c with 4 base channels (or, with
+    ``backbone="deit"``, a 3-block DeiT of width 16 and patch 8 for 32x32 inputs), one encoder and one decoder layer
+    of width 32, 2 sampling points, a 16-query embedding (``query_layout`` 4x4) and 5 classes, no dropout.
+
+    Input sizes: the output stride is 8, so height and width should be multiples of 8. With the default
+    ``decoder_layout="resize"`` the 4x4 query embedding is resized to the input's stride-8 grid, so any such size runs
+    (32x32 is the size whose grid matches the embedding exactly; 64x64 is what the finetune smoke test trains on).
+    With ``decoder_layout="original"`` only inputs with (H/8)*(W/8) == ``num_queries`` run: pass
+    ``num_queries=(H // 8) * (W // 8)`` too. Training needs ``distance_map`` / ``angle_map`` targets
+    (:func:`dt_offset_targets`), which the finetune pipeline computes. ``overrides`` are ``UnEptConfig`` arguments."""
+    kwargs = dict(
+        backbone=backbone, resnet_depth=18, stem_channels=8, base_channels=4, deit_img_size=32, deit_patch_size=8,
+        deit_embed_dim=16, deit_depth=3, deit_num_heads=2, deit_feature_interval=1, hidden_size=32,
+        num_attention_heads=4, num_points=2, encoder_layers=1, decoder_layers=1, ffn_dim=32, dropout=0.0,
+        num_queries=16, spatial_channels=[8, 16], num_labels=5,
+    )
+    kwargs.update(overrides)
+    return UnEptConfig(**kwargs)
+
+
 __all__ = ["UnEptConfig", "UnEptForSemanticSegmentation", "UnEptPreTrainedModel", "UnEptSemanticSegmenterOutput",
-           "UnEptConverter", "DtOffsetTransform", "dt_offset_maps", "dt_offset_targets"]
+           "UnEptConverter", "DtOffsetTransform", "dt_offset_maps", "dt_offset_targets", "tiny_config"]

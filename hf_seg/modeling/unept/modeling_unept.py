@@ -444,6 +444,9 @@ class UnEptPreTrainedModel(PreTrainedModel):
     base_model_prefix = "unept"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
+    # forward takes **kwargs but averages its loss itself: without this, transformers' Trainer would treat it as
+    # a token-count-normalised loss and scale the loss (and gradients) by the number of processes
+    accepts_loss_kwargs = False
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -47,6 +47,8 @@ class SeMaskConfig(HfSegConfig):
     """
 
     model_type = "hfseg_semask"
+    # read by hf_seg.inference: mmseg 0.11's slide_inference feeds a window smaller than the crop unpadded
+    test_pad_to_crop = False
 
     def __init__(
         self,

@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # full-size and compile checks are marked slow: `make test PYTEST_ARGS=` runs them too
-PYTEST_ARGS ?= -m "not slow"
+PYTEST_ARGS ?= -m "not slow" --durations=20
 
 .PHONY: install test demo clean
 

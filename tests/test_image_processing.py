@@ -121,3 +121,15 @@ def test_save_and_reload(tmp_path):
     loaded = HfSegImageProcessor.from_pretrained(tmp_path)
     assert loaded.to_dict() == processor.to_dict()
     assert loaded.label_map == {7: 0}
+
+
+def test_per_call_overrides(tmp_path):
+    processor = HfSegImageProcessor(size={"height": 32, "width": 32})
+    image = np.zeros((10, 10, 3), np.uint8)
+    assert processor(image, size={"height": 16, "width": 8})["pixel_values"].shape == (1, 3, 16, 8)
+    assert processor(image)["pixel_values"].shape == (1, 3, 32, 32)  # the override did not stick
+    processor.save_pretrained(tmp_path)
+    reloaded = HfSegImageProcessor.from_pretrained(tmp_path)
+    assert reloaded(image, do_normalize=False, do_rescale=False)["pixel_values"].max() == 0
+    with pytest.raises(TypeError, match="bogus"):
+        processor(image, bogus=1)

@@ -48,7 +48,9 @@ def convert_with_cli(case: Path, output: Path, checkpoints=None, config=None) ->
     config = config or next(p for p in (case / "config.py", case / "config.yaml") if p.is_file())
     cmd = [sys.executable, str(ROOT / "scripts" / "convert_original.py"), "--config", str(config),
            "--checkpoint", *map(str, checkpoints), "--output", str(output)]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    # the script must import this checkout's hf_seg even where the package is not pip-installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, name: str, rel: float = 1e-4) -> float:

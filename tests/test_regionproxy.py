@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 
 import pytest
@@ -18,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 import hf_seg  # noqa: F401  (registers the Auto classes)
-from fixture_utils import ROOT, assert_close, case_id, convert_with_cli, fixture_cases, load_case
+from fixture_utils import assert_close, case_id, convert_with_cli, fixture_cases, load_case
 from hf_seg import zoo
 from hf_seg.conversion import ConfigError, ConversionError, convert_original
 from hf_seg.inference import predict
@@ -29,11 +28,6 @@ from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 # the shared fixture set calls the family "regproxy"; bundled cases live under the same name
 CASES = fixture_cases("regproxy")
 
-
-@pytest.fixture(autouse=True)
-def _cli_finds_package(monkeypatch):
-    # scripts/convert_original.py must import this checkout's hf_seg even when it is not pip-installed
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
 def tiny_hybrid_config(**overrides) -> RegionProxyConfig:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 import hf_seg  # noqa: F401  (registers the Auto classes)
-from fixture_utils import ROOT, assert_close, case_id, convert_with_cli, fixture_cases, load_case
+from fixture_utils import assert_close, case_id, convert_with_cli, fixture_cases, load_case
 from hf_seg import zoo
 from hf_seg.modeling.semask import SeMaskConfig, SeMaskForSemanticSegmentation, tiny_config
 from hf_seg.modeling.semask.configuration_semask import default_semantic_layer_types
@@ -23,11 +22,6 @@ from transformers import AutoModelForSemanticSegmentation
 CASES = fixture_cases("semask")
 ZOO_JSON = Path(__file__).parent / "fixtures" / "semask" / "zoo.json"
 
-
-@pytest.fixture(autouse=True)
-def _cli_finds_package(monkeypatch):
-    # scripts/convert_original.py must import this checkout's hf_seg even when it is not pip-installed
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
 def randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

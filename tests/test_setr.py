@@ -1,7 +1,6 @@
 """SETR family: parity with the original (fixtures), model behaviour, converter refusals, presets."""
 
 import json
-import time
 
 import pytest
 import torch
@@ -32,21 +31,6 @@ def _window(case_data):
         x, y = x[:, :, y0:y0 + ch, x0:x0 + cw], y[:, y0:y0 + ch, x0:x0 + cw]
     return x, y
 
-
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """case name -> converted folder (each case converted once with the CLI)."""
-    cache = {}
-
-    def get(case):
-        if case.name not in cache:
-            out = tmp_path_factory.mktemp(case.name)
-            result = convert_with_cli(case, out)
-            assert result.returncode == 0, result.stderr
-            cache[case.name] = out
-        return cache[case.name]
-
-    return get
 
 
 @pytest.mark.parity

@@ -23,21 +23,6 @@ MODEL_CASES = [c for c in fixture_cases("unept") if (c / "config.py").is_file()]
 BACKENDS = ["pytorch", "auto"]
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """One CLI conversion per case, shared by the tests of this module."""
-    cache = {}
-
-    def get(case):
-        if case.name not in cache:
-            out = tmp_path_factory.mktemp(case.name)
-            result = convert_with_cli(case, out)
-            assert result.returncode == 0, result.stderr
-            cache[case.name] = out
-        return cache[case.name]
-
-    return get
-
 
 def _load(folder, **overrides):
     model = AutoModelForSemanticSegmentation.from_pretrained(folder, **overrides)

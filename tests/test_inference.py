@@ -22,13 +22,7 @@ from hf_seg.inference import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny convolutions: OpenMP threads only add contention (badly so on a loaded 2-core machine)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class StridedNet(nn.Module):

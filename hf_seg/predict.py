@@ -22,11 +22,12 @@ def palette_for(config) -> np.ndarray:
 
 @torch.no_grad()
 def segment(image: Image.Image, model, processor, device: str = "cpu") -> np.ndarray:
-    """Label map [H, W] at the image's own size, with the processor's test-time preprocessing."""
+    """Label map [H, W] at the image's own size, with the model's test protocol (whole or sliding window)."""
+    from .inference import predict
+
     inputs = processor(image, return_tensors="pt")
-    outputs = model(pixel_values=inputs["pixel_values"].to(device))
-    (labels,) = processor.post_process_semantic_segmentation(outputs, target_sizes=[(image.height, image.width)])
-    return labels.cpu().numpy()
+    logits = predict(model, inputs["pixel_values"].to(device), output_size=(image.height, image.width))
+    return logits[0].argmax(dim=0).cpu().numpy()
 
 
 def overlay(image: Image.Image, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> Image.Image:

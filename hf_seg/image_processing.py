@@ -260,16 +260,7 @@ class HfSegImageProcessor(BaseImageProcessor):
                 raise ValueError(f"segmentation map {index} must hold integer class ids")
         elif array.dtype.kind not in "iub":
             raise ValueError(f"segmentation map {index} has unsupported dtype {array.dtype}")
-        labels = torch.from_numpy(array.astype(np.int64))
-        if self.label_map:
-            mapped = labels.clone()
-            for source, target in self.label_map.items():
-                mapped[labels == source] = target
-            labels = mapped
-        if self.do_reduce_labels:
-            ignore = (labels == 0) | (labels == self.ignore_index)
-            labels = torch.where(ignore, torch.full_like(labels, self.ignore_index), labels - 1)
-        return labels
+        return torch.from_numpy(convert_labels(array, self.label_map, self.do_reduce_labels, self.ignore_index))
 
     def _resize_image(self, image: torch.Tensor, size) -> torch.Tensor:
         if tuple(image.shape[-2:]) == tuple(size):
@@ -288,6 +279,32 @@ class HfSegImageProcessor(BaseImageProcessor):
             std = torch.tensor(self.image_std, dtype=image.dtype)[:, None, None]
             image = (image - mean) / std
         return image.contiguous()
+
+
+def convert_labels(annotation, label_map=None, reduce_labels: bool = False, ignore_index: int = 255) -> np.ndarray:
+    """Stored annotation values -> int64 training ids: ``label_map`` (all entries at once), then label reduction.
+
+    The one implementation of the label contract: the processor, the datasets and the evaluation all call it.
+    """
+    labels = np.array(annotation, dtype=np.int64, copy=True)
+    if labels.ndim == 3 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if label_map and labels.size:
+        keys = np.fromiter((int(k) for k in label_map), dtype=np.int64, count=len(label_map))
+        values = np.fromiter((int(v) for v in label_map.values()), dtype=np.int64, count=len(label_map))
+        low, high = int(min(labels.min(), keys.min())), int(max(labels.max(), keys.max()))
+        if high - low < (1 << 20):  # a lookup table: one pass whatever the number of entries
+            table = np.arange(low, high + 1, dtype=np.int64)
+            table[keys - low] = values
+            labels = table[labels - low]
+        else:
+            source = labels.copy()
+            for key, value in zip(keys, values):
+                labels[source == key] = value
+    if reduce_labels:
+        ignore = (labels == 0) | (labels == ignore_index)
+        labels = np.where(ignore, ignore_index, labels - 1)
+    return labels
 
 
 def _as_list(inputs) -> list:

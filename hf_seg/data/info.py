@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..image_processing import convert_labels
 from ..label_sets import available_label_sets, default_palette, get_label_set
 
 __all__ = ["DatasetInfo", "dataset_info", "coco_stuff_raw_label_map", "convert_labels", "info_for_num_labels"]
@@ -60,30 +61,6 @@ class DatasetInfo:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         out["id2label"] = {int(k): v for k, v in self.id2label.items()}
         return out
-
-
-def convert_labels(annotation, label_map=None, reduce_labels: bool = False, ignore_index: int = 255) -> np.ndarray:
-    """Apply a label map (all entries at once) and label reduction; same semantics as ``HfSegImageProcessor``."""
-    labels = np.array(annotation, dtype=np.int64, copy=True)
-    if labels.ndim == 3 and labels.shape[-1] == 1:
-        labels = labels[..., 0]
-    if label_map:
-        keys = np.fromiter((int(k) for k in label_map), dtype=np.int64, count=len(label_map))
-        vals = np.fromiter((int(v) for v in label_map.values()), dtype=np.int64, count=len(label_map))
-        if labels.size:
-            lo, hi = int(min(labels.min(), keys.min())), int(max(labels.max(), keys.max()))
-            if hi - lo < (1 << 20):
-                lut = np.arange(lo, hi + 1, dtype=np.int64)
-                lut[keys - lo] = vals
-                labels = lut[labels - lo]
-            else:
-                source = labels.copy()
-                for k, v in zip(keys, vals):
-                    labels[source == k] = v
-    if reduce_labels:
-        ignore = (labels == 0) | (labels == ignore_index)
-        labels = np.where(ignore, ignore_index, labels - 1)
-    return labels
 
 
 @lru_cache(maxsize=None)

@@ -238,7 +238,23 @@ def test_sampler_and_collator():
 
 
 # ------------------------------------------------------------------------------------------------ training runs
-def test_two_process_accelerate_launch_on_camvid(tiny_dir, tmp_path):
+@pytest.fixture
+def busy_default_port():
+    """Hold accelerate's default rendezvous port 29500, as another training job on the machine would."""
+    import socket
+
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 29500))
+        sock.listen(1)
+    except OSError:
+        pass  # already taken by someone else: the condition this fixture creates
+    yield 29500
+    sock.close()
+
+
+def test_two_process_accelerate_launch_on_camvid(tiny_dir, tmp_path, busy_default_port):
+    # the relaunched processes meet on a free port, so a job holding 29500 does not make this run fail
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no",

@@ -4,6 +4,9 @@ accelerate's CPU launcher starts several processes only through ``mpirun`` (``--
 script runs once, silently in a single process, with ``MASTER_ADDR``/``MASTER_PORT`` set. When that is what
 happened, :func:`relaunch_if_single_cpu_process` starts the N processes itself with ``torch.distributed.run``
 (gloo backend; each process gets ``OMP_NUM_THREADS = cores // N`` unless set) and returns their exit status.
+
+The processes meet on a free port (``torch.distributed.run --standalone``) unless ``--main_process_port`` was given:
+accelerate's default 29500 would make two runs on one machine collide (``EADDRINUSE``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import shlex
 import subprocess
 import sys
 
-__all__ = ["requested_cpu_processes", "relaunch_if_single_cpu_process"]
+__all__ = ["requested_cpu_processes", "relaunch_if_single_cpu_process", "rendezvous_arguments"]
 
 
 def _parent_argv() -> list[str]:
@@ -67,6 +70,15 @@ def _num_processes_from_config(config_file: str | None):
         return None
 
 
+def rendezvous_arguments(parent_argv: list[str], env) -> list[str]:
+    """``torch.distributed.run`` arguments for where the processes meet: the port the user gave accelerate
+    (``--main_process_port``, non-zero), else a free one chosen by ``--standalone`` when it binds (no race)."""
+    port = _flag_value(parent_argv, ("--main_process_port", "--main-process-port"))
+    if port is not None and port.strip() not in ("", "0"):
+        return ["--master_addr", env.get("MASTER_ADDR", "127.0.0.1"), "--master_port", port.strip()]
+    return ["--standalone"]
+
+
 def relaunch_if_single_cpu_process(module: str, argv: list[str]) -> int | None:
     """Start ``python -m module argv`` in N processes when accelerate asked for N CPU processes but started one.
 
@@ -83,8 +95,7 @@ def relaunch_if_single_cpu_process(module: str, argv: list[str]) -> int | None:
     if not env.get("OMP_NUM_THREADS") or env.get("OMP_NUM_THREADS") == str(os.cpu_count()):
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(count), "--nnodes", "1",
-           "--master_addr", env.get("MASTER_ADDR", "127.0.0.1"), "--master_port", env.get("MASTER_PORT", "29500"),
-           "--module", module, *argv]
+           *rendezvous_arguments(_parent_argv(), env), "--module", module, *argv]
     print(f"accelerate started one CPU process for --num_processes {count} (it needs mpirun for more); starting "
           f"{count} with torch.distributed.run: {shlex.join(cmd[2:])}", file=sys.stderr, flush=True)
     return subprocess.run(cmd, env=env).returncode

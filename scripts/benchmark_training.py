@@ -76,7 +76,7 @@ def trainer_run(rest, warmup, steps, initial_state):
 
 def plain_run(built, warmup, steps, initial_state, seed):
     """The same model/data/optimizer/schedule in a hand-written loop (no Trainer, no accelerate)."""
-    from hf_seg.training.data import EpochKeySampler
+    from hf_seg.training.model_inputs import EpochKeySampler
     from hf_seg.training.optim import build_optimizer, build_scheduler
 
     model = built["model"]

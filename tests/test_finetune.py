@@ -23,7 +23,7 @@ from hf_seg import HfSegImageProcessor
 from hf_seg.families import FAMILY_MODULES, family_module
 from hf_seg.label_sets import get_label_set
 from hf_seg.training import Pipeline, get_recipe, list_recipes, override, recipe_for, scale_recipe
-from hf_seg.training.data import EpochKeySampler, SegmentationCollator
+from hf_seg.training.model_inputs import EpochKeySampler, SegmentationCollator
 from hf_seg.training.finetune import main as finetune_main
 from hf_seg.training.optim import lr_factor, param_groups
 from hf_seg.training.transforms import CatMaxRatioCrop, build_train_transforms, seeded

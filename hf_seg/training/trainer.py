@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback
 
-from .data import EpochKeySampler, TrainDataset
+from .model_inputs import EpochKeySampler, TrainDataset
 from .optim import BACKBONE_PREFIXES, build_optimizer, build_scheduler
 from .recipes import ResolvedRecipe
 

@@ -1,0 +1,75 @@
+"""The finetune command line: ``FinetuneArguments`` (ours) next to transformers' ``TrainingArguments``.
+
+:func:`parse_args` turns ``argv`` into both dataclasses and remembers which ``TrainingArguments`` flags the user
+gave explicitly (the recipe fills in the others).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+__all__ = ["FinetuneArguments", "parse_args", "DESCRIPTION"]
+
+DESCRIPTION = "Finetune any hf_seg model on a segmentation dataset with transformers.Trainer."
+
+
+@dataclass
+class FinetuneArguments:
+    model: str = field(metadata={"help": "zoo preset name, converted/pretrained model folder or hub id"})
+    dataset: str = field(metadata={"help": "dataset folder (ADE20K/Cityscapes/Pascal-Context/COCO-Stuff/CamVid layout) "
+                                           "or hub dataset id with image + annotation columns"})
+    recipe: str = field(default="original", metadata={
+        "help": "'original' (the seed's schedule for this model), 'finetune' (short AdamW schedule) or a recipe name "
+                "(hf_seg.training.list_recipes())"})
+    recipe_scaling: str = field(default="accumulate", metadata={
+        "help": "fit the recipe's images/step to this run: 'accumulate' (gradient accumulation, same lr/steps), "
+                "'linear' (linear lr scaling, steps for the same epochs) or 'none'",
+        "choices": ["accumulate", "linear", "none"]})
+    crop_size: list[int] | None = field(default=None, metadata={
+        "help": "training crop H [W] (0: no crop, whole rescaled images)", "nargs": "+"})
+    train_scale: list[int] | None = field(default=None, metadata={
+        "help": "mmseg img_scale LONG SHORT of the random rescale (default: the dataset's)", "nargs": 2})
+    ratio_range: list[float] | None = field(default=None, metadata={"help": "random rescale ratio LO HI", "nargs": 2})
+    no_augmentation: bool = field(default=False, metadata={
+        "help": "no random rescale, flip or photometric distortion (crops stay random unless --crop-size is unset)"})
+    pad_small: bool = field(default=True, metadata={
+        "help": "pad rescaled images smaller than the crop with the ignore index (--no-pad-small: refuse them)"})
+    train_split: str = field(default="train")
+    eval_split: str | None = field(default=None, metadata={
+        "help": "split to evaluate on (default: validation/val/test, whichever exists; 'none' to skip)"})
+    image_column: str = field(default="image")
+    label_column: str = field(default="annotation")
+    ignore_mismatched_sizes: bool = field(default=False, metadata={
+        "help": "re-initialise the classifier when the model's classes differ from the dataset's"})
+    check_samples: int = field(default=100, metadata={
+        "help": "rows per split checked before training (label range, sizes); -1 = all"})
+    max_train_samples: int | None = field(default=None)
+    max_eval_samples: int | None = field(default=None)
+    sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm when distributed on GPUs"})
+    max_train_minutes: float | None = field(default=None, metadata={
+        "help": "wall-clock budget: the lr schedule is shortened to the steps that fit and training stops there"})
+    processor_kwargs: str | None = field(default=None, metadata={
+        "help": "JSON dict of image-processor settings to change (e.g. the test-time resize) before training; "
+                "saved with the model"})
+
+
+def _explicit(argv: list[str], name: str) -> bool:
+    flags = {f"--{name}", f"--{name.replace('_', '-')}"}
+    return any(a in flags or a.split("=", 1)[0] in flags for a in argv)
+
+
+def parse_args(argv=None):
+    from transformers import HfArgumentParser, TrainingArguments
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser((FinetuneArguments, TrainingArguments), description=DESCRIPTION)
+    if not _explicit(argv, "output_dir"):
+        argv += ["--output_dir", os.path.join("runs", "finetune")]
+    args, targs = parser.parse_args_into_dataclasses(argv)
+    args._explicit = {name for name in ("per_device_train_batch_size", "gradient_accumulation_steps",
+                                        "learning_rate", "max_steps", "num_train_epochs", "logging_steps",
+                                        "per_device_eval_batch_size", "save_strategy", "dataloader_num_workers")
+                      if _explicit(argv, name)}
+    return args, targs

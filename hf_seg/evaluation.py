@@ -14,11 +14,9 @@ import argparse
 import datetime
 import json
 import math
-import os
 import platform
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,35 +85,13 @@ def _jsonable(obj):
 
 # ----------------------------------------------------------------------------------------------- loading
 def load_model_and_processor(name_or_path: str, device="cpu", dtype=torch.float32):
-    """(model, processor, how) from a zoo preset name, a converted folder or a hub id; model in eval mode."""
-    import hf_seg  # noqa: F401 - registers the Auto classes
+    """(model, processor, how) through :func:`hf_seg.zoo.load` (inference mode: missing tensors, NaN weights and a
+    folder without an image processor are refused); model in eval mode."""
+    from .zoo import load
 
-    how = "auto"
-    model = processor = None
-    try:
-        from . import zoo
-
-        if not os.path.isdir(name_or_path) and name_or_path in {e.name for e in zoo.list_models()}:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model, processor = zoo.load(name_or_path)
-            how = "zoo preset (random weights)"
-    except ImportError:  # pragma: no cover - the zoo is part of the package
-        pass
-    if model is None:
-        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
-
-        model = AutoModelForSemanticSegmentation.from_pretrained(name_or_path)
-        try:
-            processor = AutoImageProcessor.from_pretrained(name_or_path)
-        except (OSError, ValueError) as err:
-            from .image_processing import HfSegImageProcessor
-
-            warnings.warn(f"no image processor in {name_or_path} ({err}); using HfSegImageProcessor defaults")
-            processor = HfSegImageProcessor(resize_mode="none")
-            how = "auto (default processor)"
-    model = model.to(device=device, dtype=dtype).eval()
-    return model, processor, how
+    loaded = load(name_or_path)
+    how = "zoo preset (random weights)" if loaded.random_weights else loaded.source
+    return loaded.model.to(device=device, dtype=dtype).eval(), loaded.processor, how
 
 
 # ----------------------------------------------------------------------------------------------- views
@@ -384,6 +360,9 @@ def run(args) -> dict[str, Any]:
         flip=False if args.no_flip else None, batch_size=args.batch_size, max_samples=args.max_samples,
         device=device, dtype=dtype, progress=not args.no_progress)
     result.timings.update({"model_load_s": load_s, "dataset_index_s": data_s})
+    if how == "zoo preset (random weights)":
+        result.notes.append(f"{args.model!r} is a zoo preset: RANDOM weights, so these numbers measure an untrained "
+                            f"model (evaluate a converted or finetuned folder for real ones)")
     config = model.config
     record = result.to_dict(
         model=args.model, model_type=getattr(config, "model_type", None), model_loaded_as=how,
@@ -392,6 +371,8 @@ def run(args) -> dict[str, Any]:
         environment=_environment(device, dtype), command=" ".join(sys.argv),
     )
     print(format_report(result, per_class=not args.quiet))
+    for note in result.notes:
+        print(f"note: {note}")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(record, indent=1) + "\n")

@@ -14,6 +14,7 @@ from typing import Any
 
 from .families import FAMILY_MODULES, family_module
 from .label_sets import get_label_set
+from .model_loading import LoadedModel, ModelLoadError, load  # noqa: F401 - the one model + processor loader
 
 HUB_ORG = "hf-seg"
 
@@ -123,22 +124,3 @@ def build_processor(name: str, **overrides):
     kwargs = {"do_reduce_labels": labels.reduce_labels, "label_map": labels.label_map or None, **entry.processor}
     kwargs.update(overrides)
     return HfSegImageProcessor(**kwargs)
-
-
-def load(name_or_path: str, **kwargs):
-    """(model, processor) from a zoo preset name, a converted folder or a hub id.
-
-    A preset name gives the architecture with random weights and says so: weights come from a folder or the hub.
-    """
-    import os
-    import warnings
-
-    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
-
-    if name_or_path in _registry() and not os.path.isdir(name_or_path):
-        warnings.warn(f"{name_or_path!r} is a zoo preset: built with random weights (load a converted folder or "
-                      f"{get_entry(name_or_path).hub_id!r} for trained ones)", stacklevel=2)
-        return build_model(name_or_path, **kwargs), build_processor(name_or_path)
-    model = AutoModelForSemanticSegmentation.from_pretrained(name_or_path, **kwargs)
-    processor = AutoImageProcessor.from_pretrained(name_or_path)
-    return model, processor

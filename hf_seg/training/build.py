@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from typing import Any
 
@@ -26,68 +25,19 @@ def family_of(config) -> tuple[str, Any]:
                      f"({sorted(FAMILY_MODULES)})")
 
 
-def _label_names_match(config, names) -> bool:
-    current = [str(config.id2label.get(i, config.id2label.get(str(i), ""))) for i in range(config.num_labels)]
-    if all(n.startswith("LABEL_") for n in current):
-        return True  # generic names carry no information
-    return [n.lower() for n in current] == [str(n).lower() for n in names]
-
-
 def load_model(args, id2label: dict[int, str], ignore_index: int):
-    """(model, processor, zoo entry or None) with a classifier for ``id2label``'s classes."""
+    """(model, processor, zoo entry or None, note) with a classifier for ``id2label``'s classes: :func:`hf_seg.zoo.load`
+    in finetune mode (a preset is built with the dataset's classes; a folder's classifier must match them or
+    ``--ignore-mismatched-sizes`` re-initialises it; a folder without an image processor is refused)."""
     from .. import zoo
     from .model_inputs import DatasetCheckError
 
-    num_labels = len(id2label)
-    label2id = {v: k for k, v in id2label.items()}
-    is_preset = args.model in {e.name for e in zoo.list_models()} and not os.path.isdir(args.model)
-    if is_preset:
-        entry = zoo.get_entry(args.model)
-        model = zoo.build_model(args.model, id2label=id2label, label2id=label2id, num_labels=num_labels,
-                                semantic_loss_ignore_index=ignore_index)
-        processor = zoo.build_processor(args.model)
-        return model, processor, entry, (f"{args.model!r} is a zoo preset: its architecture is built with RANDOM "
-                                         f"weights (no pretrained weights are downloaded); pass a converted folder or "
-                                         f"{entry.hub_id!r} to start from trained ones")
-    from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
-
-    config = AutoConfig.from_pretrained(args.model)
-    saved_labels = _saved_id2label(args.model)
-    if saved_labels and len(saved_labels) != config.num_labels:
-        # a config class whose num_labels default overrides the saved id2label: trust the saved id2label
-        config = AutoConfig.from_pretrained(args.model, num_labels=len(saved_labels))
-    mismatch = config.num_labels != num_labels
-    if mismatch and not args.ignore_mismatched_sizes:
-        raise DatasetCheckError(
-            f"the model {args.model!r} has a classifier for {config.num_labels} classes but the dataset has "
-            f"{num_labels} ({', '.join(list(id2label.values())[:6])}{', ...' if num_labels > 6 else ''}): pass "
-            f"--ignore-mismatched-sizes to re-initialise the classifier for the dataset's classes")
-    note = ""
-    if not mismatch and not _label_names_match(config, id2label.values()):
-        note = (f"the model's {config.num_labels} class names differ from the dataset's; its classifier is kept and "
-                f"its labels renamed to the dataset's")
-    model = AutoModelForSemanticSegmentation.from_pretrained(
-        args.model, num_labels=num_labels, id2label=id2label, label2id=label2id,
-        ignore_mismatched_sizes=args.ignore_mismatched_sizes)
-    if mismatch:
-        note = (f"classifier re-initialised for the dataset's {num_labels} classes (the model had "
-                f"{config.num_labels})")
     try:
-        processor = AutoImageProcessor.from_pretrained(args.model)
-    except (OSError, ValueError):
-        from ..image_processing import HfSegImageProcessor
-
-        processor = HfSegImageProcessor(resize_mode="none")
-        note = (note + "; " if note else "") + "no image processor saved with the model: ImageNet mean/std, no resize"
-    return model, processor, None, note
-
-
-def _saved_id2label(path: str) -> dict | None:
-    config_file = os.path.join(path, "config.json")
-    if not os.path.isfile(config_file):
-        return None
-    with open(config_file) as handle:
-        return json.load(handle).get("id2label")
+        loaded = zoo.load(args.model, mode="finetune", id2label=id2label, ignore_index=ignore_index,
+                          ignore_mismatched_sizes=args.ignore_mismatched_sizes)
+    except zoo.ModelLoadError as err:
+        raise DatasetCheckError(str(err)) from None
+    return loaded.model, loaded.processor, loaded.entry, "; ".join(loaded.notes)
 
 
 def _model_label_map(info, ignore_index: int) -> dict[int, int] | None:

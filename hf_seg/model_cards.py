@@ -371,6 +371,7 @@ def _eval_results(entry: ZooEntry, measured: Sequence[MeasuredResult]):
         (paper.miou_single_scale, "mean_iou", "mIoU (single-scale, reported)"),
         (paper.miou_multi_scale, "mean_iou", f"mIoU ({multi_scale_label(entry)}, reported)"),
         (paper.pixel_accuracy, "pixel_accuracy", "Pixel accuracy (single-scale, reported)"),
+        (paper.pixel_accuracy_multi_scale, "pixel_accuracy", f"Pixel accuracy ({multi_scale_label(entry)}, reported)"),
     ):
         if value is not None:
             results.append(EvalResult(**common, metric_type=mtype, metric_name=name, metric_value=float(value),
@@ -393,43 +394,76 @@ def _eval_results(entry: ZooEntry, measured: Sequence[MeasuredResult]):
     return results
 
 
-def _measured_cells(measured: Sequence[MeasuredResult]) -> tuple[str, str, str]:
-    ss = [m for m in measured if not m.multi_scale]
-    ms = [m for m in measured if m.multi_scale]
-    pa = [m for m in ss if m.pixel_accuracy is not None]
-    return (fmt(ss[-1].miou) if ss else NOT_MEASURED, fmt(ms[-1].miou) if ms else NOT_MEASURED,
-            fmt(pa[-1].pixel_accuracy) if pa else NOT_MEASURED)
+def _latest(measured: Sequence[MeasuredResult], multi_scale: bool, field: str) -> float | None:
+    values = [getattr(m, field) for m in measured if m.multi_scale == multi_scale and getattr(m, field) is not None]
+    return values[-1] if values else None
+
+
+def _overall(miou: float | None, pixel_accuracy: float | None) -> float | None:
+    return None if miou is None or pixel_accuracy is None else round((miou + pixel_accuracy) / 2, 2)
+
+
+def _result_columns(entry: ZooEntry, measured: Sequence[MeasuredResult]) -> list[tuple[str, str, str]]:
+    """(header, reported cell, our cell) for each column the row's table has; optional ones only when reported or
+    measured. Our overall score is (mIoU + pixel accuracy) / 2 of our own evaluation (the benchmark's definition)."""
+    p = entry.paper
+    ours = {ms: (_latest(measured, ms, "miou"), _latest(measured, ms, "pixel_accuracy")) for ms in (False, True)}
+
+    def measured_cell(value):
+        return fmt(value) if value is not None else NOT_MEASURED
+
+    ms_label = multi_scale_label(entry)
+    columns = [("mIoU (single-scale)", fmt(p.miou_single_scale), measured_cell(ours[False][0])),
+               (f"mIoU ({ms_label})", fmt(p.miou_multi_scale), measured_cell(ours[True][0]))]
+    optional = [
+        ("Pixel acc. (single-scale)", p.pixel_accuracy, ours[False][1]),
+        (f"Pixel acc. ({ms_label})", p.pixel_accuracy_multi_scale, ours[True][1]),
+        ("Overall score (single-scale)", p.overall_score_single_scale, _overall(*ours[False])),
+        (f"Overall score ({ms_label})", p.overall_score_multi_scale, _overall(*ours[True])),
+    ]
+    for header, reported, mine in optional:
+        if reported is not None or mine is not None:
+            columns.append((header, fmt(reported), measured_cell(mine)))
+    columns += [("Params (M)", fmt(p.params_m), "-"), ("FLOPs (G)", fmt(p.flops_g), "-"), ("FPS", fmt(p.fps), "-")]
+    if p.fps_multi_scale is not None:
+        columns.append((f"FPS ({ms_label})", fmt(p.fps_multi_scale), "-"))
+    if p.training_time:
+        columns.append(("Training time", p.training_time, "-"))
+    return columns
 
 
 def results_table(entry: ZooEntry, measured: Sequence[MeasuredResult] = ()) -> str:
-    p = entry.paper
-    has_pa = p.pixel_accuracy is not None or any(m.pixel_accuracy is not None for m in measured)
-    header = ["Source", "mIoU (single-scale)", f"mIoU ({multi_scale_label(entry)})"]
-    if has_pa:
-        header.append("Pixel acc. (single-scale)")
-    header += ["Params (M)", "FLOPs (G)", "FPS"]
-    paper_row = ["Paper/README (as reported)", fmt(p.miou_single_scale), fmt(p.miou_multi_scale)]
-    if has_pa:
-        paper_row.append(fmt(p.pixel_accuracy))
-    paper_row += [fmt(p.params_m), fmt(p.flops_g), fmt(p.fps)]
-    ss, ms, pa = _measured_cells(measured)
-    ours = ["hf_seg, these weights (our evaluation)", ss, ms]
-    if has_pa:
-        ours.append(pa)
-    ours += ["-", "-", "-"]
+    columns = _result_columns(entry, measured)
+    header = ["Source"] + [c[0] for c in columns]
+    paper_row = ["Paper/README (as reported)"] + [c[1] for c in columns]
+    ours = ["hf_seg, these weights (our evaluation)"] + [c[2] for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in (paper_row, ours)]
     return "\n".join(lines)
 
 
+# optional columns of the family table: shown when any row of the family reports them
+_FAMILY_OPTIONAL_COLUMNS = (
+    ("Pixel acc. (ss)", lambda p: p.pixel_accuracy),
+    ("Pixel acc. (ms)", lambda p: p.pixel_accuracy_multi_scale),
+    ("Overall (ss)", lambda p: p.overall_score_single_scale),
+    ("Overall (ms)", lambda p: p.overall_score_multi_scale),
+    ("Training time", lambda p: p.training_time or None),
+)
+
+
 def family_table(entry: ZooEntry, family_entries: Sequence[ZooEntry]) -> str:
+    optional = [(h, get) for h, get in _FAMILY_OPTIONAL_COLUMNS
+                if any(get(e.paper) is not None for e in family_entries)]
     header = ["Model", "Row in the original table", "Dataset", "Crop", "Test", "mIoU (ss)", "mIoU (ms)",
-              "Params (M)"]
+              *(h for h, _ in optional), "Params (M)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for e in family_entries:
         name = f"**{e.name}** (this model)" if e.name == entry.name else f"[{e.name}](https://huggingface.co/{e.hub_id})"
+        extra = [get(e.paper) for _, get in optional]
         cells = [name, e.description, dataset_facts(e.dataset).name, _crop(e), e.test_mode,
-                 fmt(e.paper.miou_single_scale), fmt(e.paper.miou_multi_scale), fmt(e.paper.params_m)]
+                 fmt(e.paper.miou_single_scale), fmt(e.paper.miou_multi_scale),
+                 *(v if isinstance(v, str) else fmt(v) for v in extra), fmt(e.paper.params_m)]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 

@@ -25,11 +25,18 @@ class PaperResult:
 
     miou_single_scale: float | None = None
     miou_multi_scale: float | None = None  # multi-scale + flip unless ``multi_scale_note`` says otherwise
-    pixel_accuracy: float | None = None
+    pixel_accuracy: float | None = None  # single-scale
     params_m: float | None = None
     flops_g: float | None = None
-    fps: float | None = None
+    fps: float | None = None  # single-scale
     multi_scale_note: str = ""
+    pixel_accuracy_multi_scale: float | None = None
+    # the ADE20K SceneParsing benchmark's "overall score" = (mIoU + pixel accuracy) / 2, as printed (some tables
+    # print one that does not match their own mIoU and accuracy, so it is a reported fact, never computed)
+    overall_score_single_scale: float | None = None
+    overall_score_multi_scale: float | None = None
+    fps_multi_scale: float | None = None
+    training_time: str = ""  # as the table states it, e.g. "1.38 x 20 = 27.6 hours" (hours per epoch x epochs)
 
 
 @dataclass(frozen=True)

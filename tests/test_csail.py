@@ -1,6 +1,7 @@
 """CSAIL family: parity against the original code (PyPI mit-semseg, built live), model behaviour, presets."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -168,12 +169,14 @@ def test_config_refuses_what_cannot_be_built(kwargs, match):
 
 
 def test_presets_cover_the_readme_table_with_full_size_models():
+    # the nine rows of the README at the fixtures' commit plus ResNet50dilated + C1_deepsup of its 2018 versions
     rows = json.loads((ROOT.parent / "shared" / "fixtures" / "csail" / "zoo.json").read_text())["models"] \
         if (ROOT.parent / "shared").is_dir() else None
     names = {e.name for e in list_models("csail")}
-    assert len(names) == 9
+    assert len(names) == 10
     if rows is not None:
-        assert names == {"csail-" + r["name"].replace("_", "-") for r in rows}
+        assert names == {"csail-" + r["name"].replace("_", "-") for r in rows} | {
+            "csail-ade20k-resnet50dilated-c1-deepsup"}
     for entry in list_models("csail"):
         config = build_config(entry.name)
         assert config.num_labels == 150 and config.id2label[0] == "wall"
@@ -181,6 +184,35 @@ def test_presets_cover_the_readme_table_with_full_size_models():
             model = CsailForSemanticSegmentation(config)
         params = sum(p.numel() for p in model.parameters())
         assert 2e6 < params < 1e8, (entry.name, params)
+
+
+# The README's performance table as it stood from 2018-09-22 to 2018-11-27 (commits 0539224..b19b335), the version
+# with the ResNet50_dilated8 + c1_bilinear_deepsup row and the training-time column, plus the two MobileNetV2 rows
+# added in December 2018 (training times as printed then): (mIoU, pixel acc., overall) single / multi-scale,
+# training time. Later versions changed some numbers (the rows' notes say which); the cards carry both.
+SEED_README_TABLE = {
+    "csail-ade20k-resnet18dilated-c1-deepsup": ((33.82, 76.05, 54.94), (35.34, 77.41, 56.38), (0.42, 20, 8.4)),
+    "csail-ade20k-resnet18dilated-ppm-deepsup": ((38.00, 78.64, 58.32), (38.81, 79.29, 59.05), (1.1, 20, 22.0)),
+    "csail-ade20k-resnet50dilated-c1-deepsup": ((34.88, 76.54, 55.71), (35.49, 77.53, 56.66), (1.38, 20, 27.6)),
+    "csail-ade20k-resnet50dilated-ppm-deepsup": ((41.26, 79.73, 60.50), (42.04, 80.23, 61.14), (1.67, 20, 33.4)),
+    "csail-ade20k-resnet101dilated-ppm-deepsup": ((42.19, 80.59, 61.39), (42.53, 80.91, 61.72), (3.82, 25, 95.5)),
+    "csail-ade20k-resnet50-upernet": ((40.44, 79.80, 60.12), (41.55, 80.23, 60.89), (1.75, 20, 35.0)),
+    "csail-ade20k-resnet101-upernet": ((41.98, 80.63, 61.34), (42.66, 81.01, 61.84), (2.5, 25, 62.5)),
+    "csail-ade20k-mobilenetv2dilated-c1-deepsup": ((32.39, 75.75, 54.07), (33.75, 76.75, 55.25), (0.8, 20, 16)),
+    "csail-ade20k-mobilenetv2dilated-ppm-deepsup": ((35.76, 77.77, 56.27), (36.28, 78.26, 57.27), (0.9, 20, 18.0)),
+}
+
+
+def test_cards_carry_every_number_of_the_seed_readme_table():
+    from hf_seg.model_cards import CARD_FILE
+
+    for name, (single, multi, training) in SEED_README_TABLE.items():
+        text = (ROOT / "model_cards" / name / CARD_FILE).read_text()
+        printed = {float(v) for v in re.findall(r"(?<![\d.])\d+(?:\.\d+)?(?![\d.])", text)}
+        missing = [v for v in (*single, *multi, *training) if float(v) not in printed]
+        assert not missing, f"{name}: the card lacks {missing}"
+        hours_per_epoch, epochs, total = training
+        assert f"{hours_per_epoch:g} x {epochs} = " in text and f"= {total:g}" in text, name
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """The zoo covers every released row of the five seeds, and model_cards/ has a current, truthful card per row.
 
 Facts per row come from the seeds' ``zoo.json`` (``$HF_SEG_FIXTURES/<family>/zoo.json`` when available, otherwise the
-rows extracted from them into ``tests/data/zoo_facts.json``; when both exist they must agree).
+rows extracted from them into ``tests/data/zoo_facts.json``; when both exist they must agree), plus the rows of the seed
+documents that those files lack (``tests/data/zoo_facts_seed_only.json``, each with its source).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hf_seg.zoo import HUB_ORG, build_config, list_models
 ROOT = Path(__file__).resolve().parents[1]
 CARDS = ROOT / "model_cards"
 FACTS_FILE = Path(__file__).resolve().parent / "data" / "zoo_facts.json"
+SEED_ONLY_FILE = Path(__file__).resolve().parent / "data" / "zoo_facts_seed_only.json"
 # fixture folder -> the hf_seg family names it may be registered under
 FIXTURE_FAMILIES = {"csail": ("csail",), "setr": ("setr",), "regproxy": ("regionproxy", "regproxy"),
                     "semask": ("semask",), "unept": ("unept",)}
@@ -69,10 +71,13 @@ def extract_rows(fixture_family: str, zoo: dict) -> list[dict]:
         row = {"name": m["name"], "dataset": _dataset_key(m.get("dataset")), "config": m.get("config"),
                "crop_size": m.get("crop_size"), "checkpoint_urls": sorted(_urls(m.get("checkpoint_urls",
                                                                                       m.get("checkpoint_url")))),
-               "miou_ss": None, "miou_ms": None, "pixel_acc": None, "params_m": None, "flops_g": None, "fps": None}
+               "miou_ss": None, "miou_ms": None, "pixel_acc": None, "params_m": None, "flops_g": None, "fps": None,
+               "pixel_acc_ms": None, "overall_ss": None, "overall_ms": None, "fps_ms": None}
         if fixture_family == "csail":
             ss, ms = m["results"]["single_scale"], m["results"]["multi_scale"]
-            row.update(miou_ss=ss["mIoU"], miou_ms=ms["mIoU"], pixel_acc=ss["pixel_acc"], fps=ss["inference_fps"])
+            row.update(miou_ss=ss["mIoU"], miou_ms=ms["mIoU"], pixel_acc=ss["pixel_acc"], fps=ss["inference_fps"],
+                       pixel_acc_ms=ms["pixel_acc"], overall_ss=ss["overall_score"], overall_ms=ms["overall_score"],
+                       fps_ms=ms["inference_fps"])
         elif fixture_family == "regproxy":
             r = m["reported"]
             row.update(miou_ss=r.get("miou"), miou_ms=r.get("miou_ms_flip"), params_m=_number(r.get("params")),
@@ -97,6 +102,8 @@ def zoo_facts() -> dict[str, list[dict]]:
     facts = json.loads(FACTS_FILE.read_text())
     for fixture_family, path in _live_zoo_files().items():
         facts[fixture_family] = extract_rows(fixture_family, json.loads(path.read_text()))
+    for fixture_family, rows in json.loads(SEED_ONLY_FILE.read_text()).items():
+        facts[fixture_family] = facts[fixture_family] + rows
     return facts
 
 
@@ -188,11 +195,14 @@ def test_zoo_covers_every_released_row(fixture_family):
         p = entry.paper
         for label, want, got in (("mIoU single-scale", row["miou_ss"], p.miou_single_scale),
                                  ("mIoU multi-scale", row["miou_ms"], p.miou_multi_scale),
-                                 ("pixel accuracy", row["pixel_acc"], p.pixel_accuracy)):
+                                 ("pixel accuracy", row["pixel_acc"], p.pixel_accuracy),
+                                 ("pixel accuracy multi-scale", row["pixel_acc_ms"], p.pixel_accuracy_multi_scale),
+                                 ("overall score", row["overall_ss"], p.overall_score_single_scale),
+                                 ("overall score multi-scale", row["overall_ms"], p.overall_score_multi_scale)):
             if not _same(want, got):
                 problems.append(f"{where}: {label} {got} != reported {want}")
         for label, want, got in (("params (M)", row["params_m"], p.params_m), ("FLOPs (G)", row["flops_g"], p.flops_g),
-                                 ("FPS", row["fps"], p.fps)):
+                                 ("FPS", row["fps"], p.fps), ("FPS multi-scale", row["fps_ms"], p.fps_multi_scale)):
             if want is not None and not _same(want, got):
                 problems.append(f"{where}: {label} {got} != reported {want}")
         if set(row["checkpoint_urls"]) != set(entry.checkpoint_urls):
@@ -241,7 +251,8 @@ def _paper_metrics(entry) -> dict[str, float]:
     p = entry.paper
     want = {"mIoU (single-scale, reported)": p.miou_single_scale,
             f"mIoU ({mc.multi_scale_label(entry)}, reported)": p.miou_multi_scale,
-            "Pixel accuracy (single-scale, reported)": p.pixel_accuracy}
+            "Pixel accuracy (single-scale, reported)": p.pixel_accuracy,
+            f"Pixel accuracy ({mc.multi_scale_label(entry)}, reported)": p.pixel_accuracy_multi_scale}
     return {k: v for k, v in want.items() if v is not None}
 
 
@@ -283,9 +294,13 @@ def check_card(path: Path, entry) -> list[str]:
         problems.append(f"{entry.name}: claims our own numbers without an attached evaluation JSON")
     p = entry.paper
     paper_row = next((line for line in card.text.splitlines() if line.startswith("| Paper/README")), "")
-    for value in (p.miou_single_scale, p.miou_multi_scale, p.pixel_accuracy, p.params_m, p.flops_g, p.fps):
+    for value in (p.miou_single_scale, p.miou_multi_scale, p.pixel_accuracy, p.params_m, p.flops_g, p.fps,
+                  p.pixel_accuracy_multi_scale, p.overall_score_single_scale, p.overall_score_multi_scale,
+                  p.fps_multi_scale):
         if value is not None and f"| {mc.fmt(value)} " not in paper_row + " ":
             problems.append(f"{entry.name}: the body's paper row lacks {mc.fmt(value)}: {paper_row}")
+    if p.training_time and f"| {p.training_time} |" not in paper_row:
+        problems.append(f"{entry.name}: the body's paper row lacks the training time {p.training_time!r}")
     if f"**{entry.name}** (this model)" not in card.text:
         problems.append(f"{entry.name}: no family table row")
     for other in list_models(entry.family):

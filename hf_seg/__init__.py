@@ -6,9 +6,8 @@
 
 from .auto import register_auto_classes
 from .image_processing import HfSegImageProcessor
+from .version import __version__
 from .zoo import list_models
-
-__version__ = "0.1.0"
 
 register_auto_classes()
 

@@ -1,38 +1,71 @@
-"""The ``hf-seg`` command line: convert, predict, models, kernels, demo."""
+"""The ``hf-seg`` command line: models, predict, evaluate, finetune, demo, convert, kernels.
+
+Every command owns its parser (``hf-seg COMMAND --help``) and imports what it needs only once its arguments are
+parsed; this module imports nothing but the standard library. The console script enters through :mod:`hf_seg_cli`,
+before hf_seg's package ``__init__`` (torch, transformers, the Auto-class registration) has run, so ``--help``,
+``--version`` and argument errors answer at once; :func:`_complete_import` runs that ``__init__`` before a command.
+Warnings print as one line each (``hf-seg COMMAND: UserWarning: ...``), without the source line.
+Mistakes the user can fix (a mistyped model or dataset, an incomplete model folder, no network, a broken config)
+end in ``hf-seg COMMAND: error: ...`` (no traceback) and exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["COMMANDS", "UsageError", "build_parser", "main", "run_command"]
 
 
-def _convert(args) -> int:
-    from .conversion import ConfigError, ConversionError, convert_original
-
-    try:
-        _, _, report = convert_original(args.config, args.checkpoint, args.output, family=args.family)
-    except (ConfigError, ConversionError) as err:
-        print(f"hf-seg convert: {err}", file=sys.stderr)
-        return 2
-    print(report.summary())
-    print(f"wrote {args.output}")
-    return 0
+def _complete_import() -> None:
+    """Run hf_seg's package ``__init__`` if the console script deferred it (see :mod:`hf_seg_cli`)."""
+    package = sys.modules.get("hf_seg")
+    complete = package.__dict__.pop("_complete_deferred_init", None) if package is not None else None
+    if complete is not None:
+        complete()
+    else:
+        import hf_seg  # noqa: F401
 
 
-def _predict(args) -> int:
-    from .predict import predict_to_files
+class UsageError(Exception):
+    """A command-line value that names nothing (an unknown family, a missing image)."""
 
-    written = predict_to_files(args.image, args.model, args.out, label_path=args.labels_out, device=args.device)
-    for path in written:
-        print(f"wrote {path}")
-    return 0
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is the whole story (raised by hf_seg for input the user can fix)."""
+    from .conversion import ConfigError, ConversionError
+    from .data import DatasetLayoutError
+    from .training.model_inputs import DatasetCheckError
+    from .zoo import ModelLoadError
+
+    return UsageError, ModelLoadError, DatasetLayoutError, DatasetCheckError, ConfigError, ConversionError
+
+
+# ----------------------------------------------------------------------------------------------------- commands
+def _models_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="List the model zoo: every released row of the seeds' tables "
+                                                       "with paper numbers, crop, test protocol and hub id.")
+    p.add_argument("--family", help="only this family's rows (csail, regionproxy, semask, setr, unept)")
+    p.add_argument("--json", action="store_true", help="every field of every row as JSON")
+    return p
 
 
 def _models(args) -> int:
     from .model_cards import zoo_table_text
     from .zoo import list_models
 
-    rows = list_models(args.family)
+    rows = list_models()
+    families = sorted({e.family for e in rows})
+    if args.family is not None and args.family not in families:
+        close = difflib.get_close_matches(args.family, families, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UsageError(f"unknown family {args.family!r}; {hint}the zoo's families: {', '.join(families)}")
+    rows = [e for e in rows if args.family is None or e.family == args.family]
     if args.json:
         import json
 
@@ -41,6 +74,59 @@ def _models(args) -> int:
     print(zoo_table_text(rows))
     print(f"\n{len(rows)} models; paper numbers as the seeds report them (hub ids are where converted weights go)")
     return 0
+
+
+def _predict_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Segment an image with the model's test protocol and write a "
+                                                       "coloured overlay and the label PNG.")
+    p.add_argument("image", help="image file")
+    p.add_argument("--model", required=True, help="converted/finetuned folder, zoo name (random weights) or hub id "
+                                                  "org/name")
+    p.add_argument("--out", required=True, help="overlay PNG to write")
+    p.add_argument("--labels-out", help="label PNG to write (default: next to --out, *_labels.png)")
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def _predict(args) -> int:
+    if not os.path.isfile(args.image):
+        from .hub_or_path import similar_paths
+
+        close = similar_paths(args.image)
+        raise UsageError(f"no image file {args.image!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    from .predict import predict_to_files
+
+    for path in predict_to_files(args.image, args.model, args.out, label_path=args.labels_out, device=args.device):
+        print(f"wrote {path}")
+    return 0
+
+
+def _convert_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Convert an original config + checkpoint into a transformers "
+                                                       "folder (config.json, model.safetensors, "
+                                                       "preprocessor_config.json, conversion_report.json).")
+    p.add_argument("--config", required=True, help="the original repository's config file (.py or .yaml)")
+    p.add_argument("--checkpoint", required=True, nargs="+", help="original checkpoint file(s)")
+    p.add_argument("--output", required=True, help="folder to write")
+    p.add_argument("--family", help="refuse configs of any other family")
+    return p
+
+
+def _convert(args) -> int:
+    from .conversion import convert_original
+
+    _, _, report = convert_original(args.config, args.checkpoint, args.output, family=args.family)
+    print(report.summary())
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _kernels_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Build the compiled deformable-attention kernel (UN-EPT) "
+                                                       "ahead of time; without it a pure-PyTorch fallback runs.")
+    p.add_argument("action", choices=["build"])
+    p.add_argument("--cuda", action="store_true", help="also build the CUDA kernel (default: when a GPU is present)")
+    return p
 
 
 def _kernels(args) -> int:
@@ -55,69 +141,119 @@ def _kernels(args) -> int:
     return 0
 
 
-def _demo(args) -> int:
-    from .demo import main as demo_main
+def _evaluate_parser(prog: str) -> argparse.ArgumentParser:
+    from .evaluation_args import build_parser as evaluate_parser
 
-    return demo_main(args.demo_args)
+    return evaluate_parser(prog=prog)
 
 
 def _evaluate(args) -> int:
-    from .evaluation import main as evaluate_main
+    from .evaluation import run
 
-    return evaluate_main(args.evaluate_args)
+    run(args)
+    return 0
+
+
+def _demo_parser(prog: str) -> argparse.ArgumentParser:
+    from .demo import build_parser as demo_parser
+
+    return demo_parser(prog=prog)
+
+
+def _demo(args) -> int:
+    from .demo import run
+
+    return run(args)
+
+
+def _finetune(argv: list[str], prog: str) -> int:
+    """Finetune parses its own arguments: ours and every ``TrainingArguments`` flag (which needs torch), so ``--help``
+    shows ours and names the common Trainer flags; ``--help-all`` lists everything."""
+    if "--help-all" in argv:
+        _complete_import()
+        from .training.arguments import build_parser as finetune_parser
+
+        finetune_parser(prog).print_help()
+        return 0
+    if "-h" in argv or "--help" in argv:
+        from .training.arguments import build_parser as finetune_parser
+
+        finetune_parser(prog, trainer_arguments=False).print_help()
+        return 0
+    _complete_import()
+    from .training.finetune import main as finetune_main
+
+    return finetune_main(argv, prog=prog)
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    parser: Callable[[str], argparse.ArgumentParser] | None  # None: the command parses argv itself (run_argv)
+    run: Callable | None = None  # run(parsed args) -> exit status
+    run_argv: Callable[[list[str], str], int] | None = None  # run_argv(argv, prog) -> exit status
+
+
+COMMANDS: dict[str, Command] = {
+    "models": Command("list the model zoo (paper numbers, crop, test protocol, hub id)", _models_parser, _models),
+    "predict": Command("segment an image: coloured overlay + label PNG", _predict_parser, _predict),
+    "evaluate": Command("mIoU / mAcc / aAcc on a dataset with the paper's test protocol", _evaluate_parser, _evaluate),
+    "finetune": Command("finetune a model on a segmentation dataset (transformers.Trainer)", None, run_argv=_finetune),
+    "demo": Command("finetune a compact model on the bundled CamVid images from scratch, evaluate it, draw predictions",
+                    _demo_parser, _demo),
+    "convert": Command("convert an original config + checkpoint into a transformers folder", _convert_parser,
+                       _convert),
+    "kernels": Command("build the compiled deformable-attention kernel ahead of time", _kernels_parser, _kernels),
+}
+
+
+def run_command(name: str, argv: list[str], prog: str | None = None) -> int:
+    """Parse ``argv`` with command ``name``'s parser, then run it; user mistakes end in one line and status 2."""
+    command, prog = COMMANDS[name], prog or f"hf-seg {name}"
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_, **__: f"{prog}: {category.__name__}: {message}\n"
+    try:
+        if command.run_argv is not None:
+            return command.run_argv(argv, prog)
+        args = command.parser(prog).parse_args(argv)
+        _complete_import()
+        return command.run(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if isinstance(err, UsageError) or isinstance(err, _user_errors()):
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return 2
+        raise
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-seg", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from .version import __version__
 
-    p = sub.add_parser("convert", help="convert an original config + checkpoint into a transformers folder")
-    p.add_argument("--config", required=True, help="the original repository's config file (.py or .yaml)")
-    p.add_argument("--checkpoint", required=True, nargs="+", help="original checkpoint file(s)")
-    p.add_argument("--output", required=True, help="folder to write")
-    p.add_argument("--family", help="refuse configs of any other family")
-    p.set_defaults(func=_convert)
-
-    p = sub.add_parser("predict", help="segment an image and write a coloured overlay and the label PNG")
-    p.add_argument("image")
-    p.add_argument("--model", required=True, help="zoo name, converted folder or hub id")
-    p.add_argument("--out", required=True, help="overlay PNG to write")
-    p.add_argument("--labels-out", help="label PNG to write (default: next to --out, *_labels.png)")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_predict)
-
-    p = sub.add_parser("models", help="list the model zoo")
-    p.add_argument("--family")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_models)
-
-    p = sub.add_parser("kernels", help="compiled kernels")
-    p.add_argument("action", choices=["build"])
-    p.add_argument("--cuda", action="store_true", help="also build the CUDA kernel (default: when a GPU is present)")
-    p.set_defaults(func=_kernels)
-
-    p = sub.add_parser("demo", help="finetune a compact model on bundled CamVid images, evaluate it, draw predictions",
-                       add_help=False)
-    p.add_argument("demo_args", nargs=argparse.REMAINDER, help="arguments of `hf-seg demo --help`")
-    p.set_defaults(func=_demo)
-
-    p = sub.add_parser("evaluate", help="mIoU with the paper's test protocol (scripts/evaluate.py)", add_help=False)
-    p.add_argument("evaluate_args", nargs=argparse.REMAINDER, help="arguments of `hf-seg evaluate --help`")
-    p.set_defaults(func=_evaluate)
+    parser = argparse.ArgumentParser(
+        prog="hf-seg", description="SETR, RegionProxy, UN-EPT, SeMask-FPN and the MIT CSAIL ADE20K models as Hugging "
+                                   "Face transformers models. `hf-seg COMMAND --help` describes each command.")
+    parser.add_argument("--version", action="version", version=f"hf-seg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        sub.add_parser(name, help=command.help, add_help=False)
     return parser
-
-
-# subcommands that own their whole argument list (argparse's REMAINDER cannot pass a leading --flag through)
-_PASS_THROUGH = {"demo": _demo, "evaluate": _evaluate}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _PASS_THROUGH:
-        key = f"{argv[0]}_args"
-        return _PASS_THROUGH[argv[0]](argparse.Namespace(**{key: argv[1:]}))
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    if argv and argv[0] in COMMANDS:
+        return run_command(argv[0], argv[1:])
+    parser = build_parser()
+    if argv and not argv[0].startswith("-"):
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        parser.error(f"unknown command {argv[0]!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                                      f" (commands: {', '.join(COMMANDS)})"))
+    parser.parse_args(argv)  # --help, --version, or the usage error of a missing command
+    return 2
 
 
 if __name__ == "__main__":

@@ -21,11 +21,11 @@ DEFAULT_MODEL = "csail-ade20k-mobilenetv2dilated-c1-deepsup"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / "demo_data" / "camvid"
 
-__all__ = ["main", "build_parser", "finetune_argv"]
+__all__ = ["main", "run", "build_parser", "finetune_argv"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hf-seg demo", description=__doc__.split("\n\n")[0])
+def build_parser(prog: str = "hf-seg demo") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="CamVid folder (SegNet layout: train/, trainannot/, "
                                                                   "val/, valannot/, test/, testannot/)")
     parser.add_argument("--output-dir", default="demo_output", help="where the model, metrics and pictures go")
@@ -127,7 +127,10 @@ def _peak_rss_mib() -> float:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args) -> int:
     start = time.perf_counter()
     import torch
 

@@ -10,7 +10,6 @@ into training ids (the dataset's ``label_map`` and ``reduce_labels``). Mean IoU 
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
@@ -25,14 +24,14 @@ import numpy as np
 import torch
 
 from .data import DatasetInfo, custom_info, info_for_num_labels, load_segmentation_dataset
+from .evaluation_args import DTYPE_NAMES, build_parser
 from .inference import DEFAULT_TTA_SCALES, num_windows, predict
 from .metrics import MeanIoU
 
 __all__ = ["EvaluationResult", "build_parser", "evaluate_segmentation", "load_model_and_processor", "main",
            "make_views", "format_report"]
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DTYPES = {name: getattr(torch, dtype) for name, dtype in DTYPE_NAMES.items()}
 
 
 @dataclass
@@ -312,31 +311,6 @@ def _environment(device, dtype) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(
-        description="Evaluate a segmentation model (mIoU / mAcc / aAcc) with its paper's test protocol.")
-    parser.add_argument("--model", required=True, help="zoo preset name, converted model folder or hub id")
-    parser.add_argument("--dataset", required=True,
-                        help="dataset folder (ADE20K, Cityscapes, Pascal-Context, COCO-Stuff, CamVid layouts), "
-                             "save_to_disk folder or hub dataset name")
-    parser.add_argument("--split", default="validation", help="split (aliases: val, training, ...)")
-    parser.add_argument("--mode", choices=["whole", "slide"], default=None, help="default: config.test_mode")
-    parser.add_argument("--crop-size", type=int, nargs="+", default=None, help="slide crop (H [W])")
-    parser.add_argument("--stride", type=int, nargs="+", default=None, help="slide stride (H [W])")
-    parser.add_argument("--aug-test", action="store_true", help="multi-scale + flip test-time augmentation")
-    parser.add_argument("--scales", type=float, nargs="+", default=None,
-                        help=f"TTA scale ratios (default with --aug-test: {list(DEFAULT_TTA_SCALES)})")
-    parser.add_argument("--no-flip", action="store_true", help="with --aug-test: scales only")
-    parser.add_argument("--batch-size", type=int, default=None, help="crops per forward in slide mode")
-    parser.add_argument("--max-samples", type=int, default=None, help="evaluate the first N images only")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--quiet", action="store_true", help="no per-class table")
-    return parser
-
-
 def _size_arg(values):
     if values is None:
         return None
@@ -380,7 +354,7 @@ def run(args) -> dict[str, Any]:
     return record
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog: str | None = None) -> int:
+    args = build_parser(prog=prog).parse_args(argv)
     run(args)
     return 0

@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LoadedModel", "ModelLoadError", "load", "looks_like_hub_id", "no_network_message"]
+from .hub_or_path import looks_like_hub_id, no_network_message, similar_paths
+
+__all__ = ["LoadedModel", "ModelLoadError", "load"]
 
 MODES = ("inference", "finetune")
 # what the hub download fetches: configs (model, processor, sharded-weights index) and safetensors weights only
 HUB_FILES = ["*.json", "*.safetensors"]
-# `org/name` as the hub spells repository ids; a path with more parts, or starting with . / ~, is a local path
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _MAX_LISTED = 8
 
 
@@ -56,27 +55,6 @@ class LoadedModel:
         return self.source == "preset"
 
 
-def looks_like_hub_id(name: str) -> bool:
-    return bool(_HUB_ID.fullmatch(name)) and not name.startswith(".")
-
-
-def no_network_message(name: str, err: BaseException) -> str | None:
-    """``"no network: ..."`` when ``err`` (or its cause) is a failed or disabled connection, else None."""
-    chain, seen = err, []
-    while chain is not None and len(seen) < 8:
-        seen.append(chain)
-        chain = chain.__cause__ or chain.__context__
-    names = {type(e).__name__ for e in seen}
-    if "OfflineModeIsEnabled" in names or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return f"no network: {name!r} is not in the local hub cache and HF_HUB_OFFLINE is set"
-    connection = next((e for e in seen if "Connect" in type(e).__name__ or "Timeout" in type(e).__name__
-                       or isinstance(e, (ConnectionError, TimeoutError))), None)
-    if connection is not None:
-        reason = str(connection).strip().splitlines()[0] if str(connection).strip() else type(connection).__name__
-        return f"no network: cannot reach the hub for {name!r} ({reason}) and it is not in the local hub cache"
-    return None
-
-
 def _listed(keys) -> str:
     keys = sorted(keys)
     more = f", ... ({len(keys)} in all)" if len(keys) > _MAX_LISTED else ""
@@ -96,6 +74,9 @@ def _resolve(name: str) -> tuple[str, str]:
                              f"preprocessor_config.json), a zoo name or a hub id")
     if looks_like_hub_id(name):
         return "hub", _download(name)
+    if os.sep in name or "/" in name or name.startswith((".", "~")):
+        close = similar_paths(name)
+        raise ModelLoadError(f"no folder {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
     try:
         zoo.get_entry(name)
     except KeyError as err:
@@ -116,7 +97,7 @@ def _download(repo_id: str) -> str:
         message = no_network_message(repo_id, err)
         if message is None:
             raise ModelLoadError(f"cannot download {repo_id!r} from the hub: {err}".splitlines()[0]) from err
-        raise ModelLoadError(f"{message} (nor is it a local folder)") from None
+        raise ModelLoadError(message) from None
 
 
 def _check_folder(folder: str, processor) -> None:

@@ -5,7 +5,7 @@
         [--mode whole|slide] [--aug-test] [--batch-size 8] [--max-samples 100] [--device cuda] [--dtype bf16] \
         [--output results.json]
 
-The logic lives in ``hf_seg.evaluation`` (also behind the ``hf-seg`` CLI); see ``--help``.
+The same as ``hf-seg evaluate`` (pip installs have that command; this script is kept for checkouts); see ``--help``.
 """
 
 import os
@@ -15,7 +15,7 @@ import sys
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
-from hf_seg.evaluation import main  # noqa: E402
+from hf_seg.cli import run_command  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("evaluate", sys.argv[1:]))

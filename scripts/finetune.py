@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Finetune an hf_seg model on a segmentation dataset (see hf_seg/training/finetune.py for the flags).
+"""Finetune an hf_seg model on a segmentation dataset: the same as ``hf-seg finetune`` (see its ``--help``).
 
     accelerate launch scripts/finetune.py --model setr-pup-ade20k-512 --dataset path/to/ADEChallengeData2016 \
         --output-dir runs/setr --recipe original
@@ -8,7 +8,7 @@
 
 import sys
 
-from hf_seg.training.finetune import main
+from hf_seg.cli import run_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("finetune", sys.argv[1:]))

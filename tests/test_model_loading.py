@@ -86,7 +86,7 @@ def test_a_preset_is_random_weights_and_says_so():
     assert loaded.model.config.num_labels == 3 and loaded.model.config.semantic_loss_ignore_index == 255
 
 
-def test_a_typo_gets_the_zoos_did_you_mean_without_the_network(monkeypatch):
+def test_a_typo_gets_the_zoos_did_you_mean_without_the_network(monkeypatch, tmp_path):
     import huggingface_hub
 
     def no_hub(*args, **kwargs):
@@ -95,8 +95,12 @@ def test_a_typo_gets_the_zoos_did_you_mean_without_the_network(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
     with pytest.raises(zoo.ModelLoadError, match=f"did you mean {PRESET}"):
         zoo.load(PRESET[:-1])
-    with pytest.raises(zoo.ModelLoadError, match="is not a folder"):
-        zoo.load("runs/no/such/model")
+    with pytest.raises(zoo.ModelLoadError, match="^no folder 'runs/no/such/model'$"):
+        zoo.load("runs/no/such/model")  # not org/name: a path, never a hub id
+    (tmp_path / "runs" / "model").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(zoo.ModelLoadError, match="did you mean runs/model"):
+        zoo.load("runs/modle")  # org/name-shaped, but its first part is a local folder: a mistyped path
 
 
 def test_a_hub_id_offline_says_no_network_in_one_line(monkeypatch):

@@ -161,7 +161,7 @@ def load_segmentation_dataset(
         loaded = datasets.load_from_disk(str(path))
         layout_name = "disk"
     else:
-        loaded = datasets.load_dataset(str(path_or_name), **load_dataset_kwargs)
+        loaded = _load_hub_dataset(str(path_or_name), **load_dataset_kwargs)
         layout_name = "hub"
     if isinstance(loaded, datasets.Dataset):
         loaded = datasets.DatasetDict({split or "train": loaded})
@@ -182,6 +182,28 @@ def load_segmentation_dataset(
     info.source = str(path_or_name)
     info.splits = list(splits)
     return SegmentationData(splits, info)
+
+
+def _load_hub_dataset(name: str, **kwargs):
+    """``datasets.load_dataset`` for names that can be hub datasets; a mistyped local path never reaches the hub, and
+    a hub the network cannot reach fails in one line (``datasets`` itself retries for half a minute)."""
+    import datasets
+
+    from ..hub_or_path import check_hub_reachable, looks_like_hub_id, no_network_message, similar_paths
+
+    close = similar_paths(name)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    if not os.path.exists(name) and ("/" in name or os.sep in name) and not looks_like_hub_id(name):
+        raise DatasetLayoutError(f"no dataset folder {name!r}{hint}")
+    problem = None if os.path.exists(name) else check_hub_reachable(name, "dataset")
+    if problem is None:
+        try:
+            return datasets.load_dataset(name, **kwargs)
+        except ConnectionError as err:
+            problem = no_network_message(name, err)
+            if problem is None:
+                raise
+    raise DatasetLayoutError(f"{problem}; nor is {name!r} a local folder{hint}")
 
 
 def _is_saved_dataset(path: Path) -> bool:

@@ -10,7 +10,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-__all__ = ["FinetuneArguments", "parse_args", "DESCRIPTION"]
+__all__ = ["FinetuneArguments", "build_parser", "parse_args", "COMMON_TRAINER_FLAGS", "DESCRIPTION"]
 
 DESCRIPTION = "Finetune any hf_seg model on a segmentation dataset with transformers.Trainer."
 
@@ -60,11 +60,30 @@ def _explicit(argv: list[str], name: str) -> bool:
     return any(a in flags or a.split("=", 1)[0] in flags for a in argv)
 
 
-def parse_args(argv=None):
-    from transformers import HfArgumentParser, TrainingArguments
+# TrainingArguments flags most runs set, named in the short --help (listing all of them needs torch: --help-all)
+COMMON_TRAINER_FLAGS = ("--output-dir", "--max-steps", "--num-train-epochs", "--per-device-train-batch-size",
+                        "--gradient-accumulation-steps", "--learning-rate", "--save-steps", "--resume-from-checkpoint",
+                        "--seed", "--bf16", "--report-to", "--push-to-hub")
 
+
+def build_parser(prog: str | None = None, trainer_arguments: bool = True):
+    """The finetune parser: ``FinetuneArguments`` + ``TrainingArguments``, or (``trainer_arguments=False``, what
+    ``--help`` shows) ours alone, which imports transformers' argument parser but not torch."""
+    from transformers import HfArgumentParser
+
+    if trainer_arguments:
+        from transformers import TrainingArguments
+
+        return HfArgumentParser((FinetuneArguments, TrainingArguments), prog=prog, description=DESCRIPTION)
+    epilog = (f"Every transformers TrainingArguments flag is accepted as well ({', '.join(COMMON_TRAINER_FLAGS)}, "
+              f"...); explicit batch size / accumulation / learning rate / steps override the recipe's. "
+              f"--help-all lists them all (it imports torch: a few seconds).")
+    return HfArgumentParser(FinetuneArguments, prog=prog, description=DESCRIPTION, epilog=epilog)
+
+
+def parse_args(argv=None, prog: str | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser((FinetuneArguments, TrainingArguments), description=DESCRIPTION)
+    parser = build_parser(prog)
     if not _explicit(argv, "output_dir"):
         argv += ["--output_dir", os.path.join("runs", "finetune")]
     args, targs = parser.parse_args_into_dataclasses(argv)

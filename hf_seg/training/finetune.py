@@ -78,7 +78,7 @@ def run(args, targs, callbacks=None) -> dict:
     return metrics
 
 
-def main(argv=None, callbacks=None) -> int:
+def main(argv=None, callbacks=None, prog: str | None = None) -> int:
     from .model_inputs import DatasetCheckError
     from .launch import relaunch_if_single_cpu_process
 
@@ -86,12 +86,12 @@ def main(argv=None, callbacks=None) -> int:
     status = relaunch_if_single_cpu_process("hf_seg.training.finetune", argv)
     if status is not None:
         return status
-    args, targs = parse_args(argv)
+    args, targs = parse_args(argv, prog=prog)
     try:
         run(args, targs, callbacks=callbacks)
     except (DatasetCheckError, KeyError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"finetune: error: {message}", file=sys.stderr)
+        print(f"{prog or 'finetune'}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,20 +1,32 @@
 #!/usr/bin/env python
 """Benchmark multi-scale deformable attention: compiled kernel vs the pure-PyTorch fallback.
 
-Both backends run in the same process on the same inputs, so the ratios are directly comparable.
-Sizes follow UN-EPT's released configs (``zoo.json``: 480x480 crops, feat_dim 256 -> 8 heads x 32 channels,
-3 levels, 16 sampling points; ResNet-50 levels are all at stride 8 (60x60), DeiT levels all at stride 16
-(30x30); the decoder has (480/8)^2 = 3600 queries, the encoder one query per token), plus the generic
-pyramid used in the issue (512x512 input, strides 8/16/32, 4 points).
+Both backends run in one process on the same inputs, alternating call by call (compiled, fallback, compiled,
+...), so a busy or drifting machine slows both alike and the ratios stay comparable. Each call is timed by the
+wall clock and by this process's CPU time; on a shared machine the CPU-time ratio is the steadier one (it does not
+count the time the process waits for a core), the wall-clock ratio is the one a user sees.
 
-    python scripts/benchmark_msda.py                       # CPU, all presets
+Presets (batch 2, 8 heads x 32 channels, as UN-EPT's feat_dim 256 / 8 heads):
+
+* ``pyramid512-encoder`` / ``pyramid512-decoder``: three levels at strides 8/16/32 of a 512x512 input, 4 points;
+  the encoder has one query per token (64^2 + 32^2 + 16^2 = 5376), the decoder one per stride-8 cell (64^2).
+* ``unept-*``: UN-EPT's released configs (480x480 crops, 3 levels, 16 points; ResNet-50 levels are all at
+  stride 8 (60x60), DeiT levels all at stride 16 (30x30); the decoder has ``num_queries`` = (480/8)^2 = 3600
+  queries, the encoder one query per token).
+
+Reference points are in raster order as in the model (each encoder token's own position; the decoder's query
+grid), plus offsets of a few pixels.
+
+    python scripts/benchmark_msda.py                       # CPU, all presets, 2 threads
+    python scripts/benchmark_msda.py --presets pyramid512-encoder --threads 8
     python scripts/benchmark_msda.py --device cuda --repeats 50
-    python scripts/benchmark_msda.py --presets pyramid512 --threads 8
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import statistics
 import time
 
@@ -23,13 +35,25 @@ import torch
 from hf_seg.kernels import build, ms_deform_attn
 
 # name: (levels [(H, W)], queries, heads, dim_per_head, points)
+PYRAMID512 = [(64, 64), (32, 32), (16, 16)]
 PRESETS = {
-    "pyramid512": ([(64, 64), (32, 32), (16, 16)], 64 * 64, 8, 32, 4),
-    "unept-res50-decoder": ([(60, 60)] * 3, 3600, 8, 32, 16),
+    "pyramid512-encoder": (PYRAMID512, sum(h * w for h, w in PYRAMID512), 8, 32, 4),
+    "pyramid512-decoder": (PYRAMID512, 64 * 64, 8, 32, 4),
     "unept-res50-encoder": ([(60, 60)] * 3, 3 * 3600, 8, 32, 16),
-    "unept-deit-decoder": ([(30, 30)] * 3, 3600, 8, 32, 16),
+    "unept-res50-decoder": ([(60, 60)] * 3, 3600, 8, 32, 16),
     "unept-deit-encoder": ([(30, 30)] * 3, 3 * 900, 8, 32, 16),
+    "unept-deit-decoder": ([(30, 30)] * 3, 3600, 8, 32, 16),
 }
+BACKENDS = ("compiled", "pytorch")
+
+
+def _reference_points(grids, queries):
+    """Pixel centres of the grids [(H, W), ...], normalised to [0, 1], in raster order; the first ``queries``."""
+    pts = []
+    for h, w in grids:
+        y, x = torch.meshgrid((torch.arange(h) + 0.5) / h, (torch.arange(w) + 0.5) / w, indexing="ij")
+        pts.append(torch.stack([x, y], -1).reshape(-1, 2))
+    return torch.cat(pts)[:queries]
 
 
 def make_inputs(levels, queries, heads, dim, points, batch, dtype, device, seed=0):
@@ -37,10 +61,9 @@ def make_inputs(levels, queries, heads, dim, points, batch, dtype, device, seed=
     L = len(levels)
     S = sum(h * w for h, w in levels)
     value = torch.randn(batch, S, heads, dim, generator=g)
-    # Reference points on the query grid plus offsets of a few pixels, as in the model.
-    loc = torch.rand(batch, queries, 1, 1, 1, 2, generator=g) + 0.03 * torch.randn(
-        batch, queries, heads, L, points, 2, generator=g
-    )
+    grids = levels if queries == S else [(math.isqrt(queries - 1) + 1,) * 2]
+    ref = _reference_points(grids, queries)
+    loc = ref[None, :, None, None, None, :] + 0.03 * torch.randn(batch, queries, heads, L, points, 2, generator=g)
     attn = torch.randn(batch, queries, heads, L * points, generator=g).softmax(-1).view(batch, queries, heads, L, points)
     shapes = torch.tensor(levels, dtype=torch.long)
     starts = torch.cat([shapes.new_zeros(1), shapes.prod(1).cumsum(0)[:-1]])
@@ -53,62 +76,60 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-TIMER = time.perf_counter
-
-
-def time_call(fn, device, warmup, repeats):
+def time_interleaved(fns, device, warmup, repeats):
+    """{name: (wall seconds, cpu seconds) lists}, calling the functions in turn each round."""
     for _ in range(warmup):
-        fn()
+        for fn in fns.values():
+            fn()
     _sync(device)
-    times = []
+    out = {name: ([], []) for name in fns}
     for _ in range(repeats):
-        t0 = TIMER()
-        fn()
-        _sync(device)
-        times.append(TIMER() - t0)
-    return statistics.median(times) * 1e3
+        for name, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            _sync(device)
+            out[name][0].append(time.perf_counter() - w0)
+            out[name][1].append(time.process_time() - c0)
+    return out
 
 
 def bench_preset(name, args, device, dtype):
     levels, queries, heads, dim, points = PRESETS[name]
     value, shapes, starts, loc, attn = make_inputs(levels, queries, heads, dim, points, args.batch, dtype, device)
     grad = torch.randn(args.batch, queries, heads * dim, dtype=dtype, device=device)
-    results = {}
-    for backend in ("compiled", "pytorch"):
+    leaves = {b: [t.detach().clone().requires_grad_(True) for t in (value, loc, attn)] for b in BACKENDS}
 
-        def fwd(backend=backend):
-            with torch.no_grad():
-                return ms_deform_attn(value, shapes, starts, loc, attn, backend=backend)
+    def fwd(backend):
+        with torch.no_grad():
+            return ms_deform_attn(value, shapes, starts, loc, attn, backend=backend)
 
-        leaves = [t.detach().clone().requires_grad_(True) for t in (value, loc, attn)]
+    def fwd_bwd(backend):
+        v, lc, a = leaves[backend]
+        for t in (v, lc, a):
+            t.grad = None
+        ms_deform_attn(v, shapes, starts, lc, a, backend=backend).backward(grad)
 
-        def fwd_bwd(backend=backend, leaves=leaves):
-            for t in leaves:
-                t.grad = None
-            out = ms_deform_attn(leaves[0], shapes, starts, leaves[1], leaves[2], backend=backend)
-            out.backward(grad)
-
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        t_f = time_call(fwd, device, args.warmup, args.repeats)
-        t_fb = time_call(fwd_bwd, device, args.warmup, args.repeats)
-        mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-        results[backend] = (t_f, t_fb, mem)
-    # Agreement check on the benchmark inputs (forward).
+    forward = time_interleaved({b: (lambda b=b: fwd(b)) for b in BACKENDS}, device, args.warmup, args.repeats)
+    training = time_interleaved({b: (lambda b=b: fwd_bwd(b)) for b in BACKENDS}, device, args.warmup, args.repeats)
     with torch.no_grad():
-        a = ms_deform_attn(value, shapes, starts, loc, attn, backend="compiled").float()
-        b = ms_deform_attn(value, shapes, starts, loc, attn, backend="pytorch").float()
+        a, b = fwd("compiled").double(), fwd("pytorch").double()
     err = ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
-    (kf, kfb, kmem), (pf, pfb, pmem) = results["compiled"], results["pytorch"]
-    desc = f"B={args.batch} levels={levels[0]}x{len(levels)}" if len(set(levels)) == 1 else f"B={args.batch} levels={levels}"
-    print(f"\n[{name}] {desc} Q={queries} heads={heads} dim={dim} points={points} dtype={str(dtype).replace('torch.', '')}")
-    print(f"  {'':10s} {'forward':>12s} {'fwd+bwd':>12s}" + ("   peak MiB" if device.type == "cuda" else ""))
-    for label, (tf, tfb, mem) in (("compiled", results["compiled"]), ("pytorch", results["pytorch"])):
-        extra = f"   {mem:9.0f}" if device.type == "cuda" else ""
-        print(f"  {label:10s} {tf:10.2f}ms {tfb:10.2f}ms{extra}")
-    print(f"  {'speed-up':10s} {pf / kf:11.2f}x {pfb / kfb:11.2f}x   (pytorch time / compiled time)")
-    print(f"  max rel diff compiled vs pytorch (forward): {err:.2e}")
-    return name, pf / kf, pfb / kfb
+
+    med = lambda xs: statistics.median(xs) * 1e3  # noqa: E731
+    desc = f"levels={levels[0]}x{len(levels)}" if len(set(levels)) == 1 else f"levels={levels}"
+    print(f"\n[{name}] B={args.batch} {desc} Q={queries} heads={heads} dim={dim} points={points} "
+          f"dtype={str(dtype).replace('torch.', '')}")
+    print(f"  {'':10s} {'forward wall':>13s} {'cpu':>10s} {'fwd+bwd wall':>14s} {'cpu':>10s}   (median ms)")
+    for backend in BACKENDS:
+        (fw, fc), (tw, tc) = forward[backend], training[backend]
+        print(f"  {backend:10s} {med(fw):13.1f} {med(fc):10.1f} {med(tw):14.1f} {med(tc):10.1f}")
+    ratios = {}
+    for label, res in (("forward", forward), ("fwd+bwd", training)):
+        ratios[label] = tuple(med(res["pytorch"][k]) / med(res["compiled"][k]) for k in (0, 1))
+    print(f"  {'speed-up':10s} {ratios['forward'][0]:12.2f}x {ratios['forward'][1]:9.2f}x "
+          f"{ratios['fwd+bwd'][0]:13.2f}x {ratios['fwd+bwd'][1]:9.2f}x   (fallback time / compiled time)")
+    print(f"  max rel diff compiled vs fallback (forward): {err:.2e}")
+    return name, ratios
 
 
 def main(argv=None):
@@ -117,24 +138,16 @@ def main(argv=None):
     parser.add_argument("--presets", default=",".join(PRESETS), help=f"comma-separated subset of {list(PRESETS)}")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
-    parser.add_argument("--warmup", type=int, default=None, help="default: 1 on CPU, 5 on CUDA")
-    parser.add_argument("--repeats", type=int, default=None, help="default: 3 on CPU, 20 on CUDA")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for CPU runs")
-    parser.add_argument(
-        "--timer",
-        choices=["wall", "process"],
-        default="wall",
-        help="process: CPU time of this process (summed over threads), robust on a busy shared CPU machine",
-    )
+    parser.add_argument("--warmup", type=int, default=None, help="rounds; default: 1 on CPU, 5 on CUDA")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds; default: 5 on CPU, 20 on CUDA")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for CPU runs (default 2)")
     args = parser.parse_args(argv)
-    global TIMER
-    TIMER = time.process_time if args.timer == "process" else time.perf_counter
     device = torch.device(args.device)
     if args.warmup is None:
         args.warmup = 5 if device.type == "cuda" else 1
     if args.repeats is None:
-        args.repeats = 20 if device.type == "cuda" else 3
-    if args.threads:
+        args.repeats = 20 if device.type == "cuda" else 5
+    if device.type == "cpu":
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     names = [n.strip() for n in args.presets.split(",") if n.strip()]
@@ -146,14 +159,17 @@ def main(argv=None):
     build_dir = build(cuda=device.type == "cuda" or None)
     print(f"kernel ready in {time.perf_counter() - t0:.1f}s ({build_dir})")
     info = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
-    print(
-        f"torch {torch.__version__}, device {device} ({info}), {args.timer} time, "
-        f"median of {args.repeats} after {args.warmup} warm-up"
-    )
+    print(f"torch {torch.__version__}, device {device} ({info}); median of {args.repeats} interleaved rounds "
+          f"after {args.warmup} warm-up")
+    load_before = os.getloadavg()
     summary = [bench_preset(name, args, device, dtype) for name in names]
-    print("\nsummary (pytorch time / compiled time):")
-    for name, rf, rfb in summary:
-        print(f"  {name:22s} forward {rf:6.2f}x   fwd+bwd {rfb:6.2f}x")
+    load_after = os.getloadavg()
+    print("\nsummary (fallback time / compiled time; wall clock, CPU time):")
+    for name, r in summary:
+        print(f"  {name:20s} forward {r['forward'][0]:6.2f}x {r['forward'][1]:6.2f}x   "
+              f"fwd+bwd {r['fwd+bwd'][0]:6.2f}x {r['fwd+bwd'][1]:6.2f}x")
+    print(f"load average (1/5/15 min) before {load_before[0]:.2f}/{load_before[1]:.2f}/{load_before[2]:.2f}, "
+          f"after {load_after[0]:.2f}/{load_after[1]:.2f}/{load_after[2]:.2f} on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":

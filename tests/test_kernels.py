@@ -160,6 +160,8 @@ RANDOM_CONFIGS = [
     ([(1, 1)], 3, 2, 1, 4, 1, -2.0, 3.0),  # 1x1 level, D = 1, most points far outside
     ([(6, 10), (3, 5)], 2, 2, 40, 9, 2, -0.3, 1.3),  # D > 32 (several channel passes on CUDA)
     ([(13, 4), (7, 2), (4, 1)], 2, 3, 17, 6, 5, -0.05, 1.05),  # odd D, tall levels
+    ([(5, 9), (3, 5)], 1, 2, 16, 10, 3, -0.2, 1.2),  # D = 16 and D = 64: the CPU kernel's fixed-width loops
+    ([(4, 7), (2, 4)], 2, 2, 64, 5, 2, -0.2, 1.2),
 ]
 
 
@@ -174,6 +176,22 @@ def test_kernel_matches_fallback(cfg, dtype, device, kernel):
     got = run(*inputs, backend="compiled")
     for name, a, b in zip(("output", "grad_value", "grad_loc", "grad_attn"), got, ref):
         assert_close(a, b, name, rel)
+
+
+@pytest.mark.parametrize("threads", [1, 3, 4])
+@pytest.mark.parametrize("B,M", [(1, 3), (2, 4), (3, 2)])
+def test_cpu_backward_work_split(B, M, threads, kernel):
+    """The CPU backward cuts (batch, head group, query chunk) by the thread count: every cut gives the same sums."""
+    inputs = make_inputs([(6, 5), (3, 3)], B=B, M=M, D=8, Q=9, P=2, dtype=torch.float64, seed=B * M)
+    ref = run(*inputs, backend="pytorch")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = run(*inputs, backend="compiled")
+    finally:
+        torch.set_num_threads(saved)
+    for name, a, b in zip(("output", "grad_value", "grad_loc", "grad_attn"), got, ref):
+        assert_close(a, b, f"{threads} threads {name}", 1e-10)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -1,24 +1,32 @@
 #!/usr/bin/env python
-"""Latency, throughput and peak memory of a segmentation model; with ``--mode slide``, batched sliding-window
-inference against crop-by-crop in the same run.
+"""CPU speed and peak memory of hf_seg models, in units that compare across runs, days and machines.
 
-    python scripts/benchmark.py --model regionproxy-vit-ti16-cityscapes-768 --size 1024 2048 --mode slide
-    python scripts/benchmark.py --model /path/to/converted --size 512 512 --batch 2 --dtype bf16 --channels-last
+Default: one row per released size that the performance comparison with the original implementations covers
+(``DEFAULT_MODELS``), each measured in its own fresh Python process, one after another:
 
-``--model`` is a zoo preset (random weights; the architecture is what is timed), a converted folder or a hub id.
+* **model**: one crop-size window, the path the originals' numbers mean (mmseg's ``encode_decode``): a seeded
+  ``randn(1, 3, *crop)`` through the model and the bilinear resize of the logits to the crop
+  (``hf_seg.inference.whole_inference``). The crop is the config's ``test_crop_size`` (512x512 for whole-image models).
+* **end-to-end**: a seeded random RGB image of the dataset's usual size (``--image-size``; by default 512x683 for
+  ADE20K-style datasets, 1024x2048 for Cityscapes) through the model's image processor, the model's test protocol
+  (whole image or sliding window, ``hf_seg.inference.predict``) and the post-processing to a label map at the image's
+  size (``hf_seg.predict.segment``).
 
-whole: ``--repeats`` timed forwards (after ``--warmup``) of a [batch, 3, H, W] input, each the model forward plus the
-bilinear resize of the logits to the input size (mmseg's ``encode_decode``, the path of the perf anchors).
+Each is timed as the median of ``--repeats`` calls after one warm-up (fp32, batch 1, ``--threads`` threads, no
+gradients). ``ref`` is a fixed workload (one 2048x2048 @ 2048x2048 fp32 matmul on the same threads, median of 5)
+measured in the same process before and after the timed calls; "cost" = median seconds / mean(ref before, ref
+after), the time in matmuls, which cancels a slower or faster machine (or a busier day) to first order. Peak
+memory is the process's peak RSS (VmHWM): "model" covers imports, build, warm-up and the timed forwards (the
+definition of the originals' anchors); "e2e" is the peak of the end-to-end calls alone (VmHWM reset before them,
+where the kernel allows it). "after imports" is VmRSS once torch, transformers and hf_seg are imported.
 
-slide: one [batch, 3, H, W] input through three implementations, interleaved repeat by repeat:
-  crop-by-crop   mmseg's loop: one window per forward, ``preds += F.pad(window_logits, ...)`` (full-size pad)
-  ours, batch 1  hf_seg.inference.slide_inference(batch_size=1)
-  ours, batched  hf_seg.inference.slide_inference(batch_size=--crop-batch, default all windows of the input)
-The outputs are compared (max abs difference) and the speed ratios printed.
+    python scripts/benchmark.py                                 # the default rows, 2 threads
+    python scripts/benchmark.py --models csail-ade20k-resnet50-upernet --repeats 10 --json out.json
+    python scripts/benchmark.py --models /path/to/converted_model --image-size 1024 2048
 
-The normalized cost (docs: /work/shared/notes/perf-anchors.md, "Normalized cost"): the reference matmul workload
-``ref()`` is timed before and after the timed runs and ``median seconds / mean(ref_before, ref_after)`` is printed,
-in units of one 2048x2048 fp32 matmul on the benchmark's threads.
+``--slide-compare`` times the sliding-window implementation against mmseg's crop-by-crop loop on one model:
+
+    python scripts/benchmark.py --slide-compare --models regionproxy-vit-ti16-cityscapes-768 --size 1024 2048
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -34,12 +43,28 @@ from pathlib import Path
 
 import torch
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+DEFAULT_MODELS = [
+    "semask-t-fpn-ade20k-512",
+    "semask-b-fpn-ade20k-512",
+    "csail-ade20k-mobilenetv2dilated-c1-deepsup",
+    "csail-ade20k-resnet50dilated-ppm-deepsup",
+    "csail-ade20k-resnet50-upernet",
+    "csail-ade20k-hrnetv2-c1",
+    "unept-res50-ade20k-480",
+    "setr-pup-ade20k-512",
+    "regionproxy-vit-s16-ade20k-512",
+    "regionproxy-r26-vit-s32-ade20k-512",
+]
+# End-to-end image size (height, width) by dataset; the rest use a typical ADE20K validation image.
+IMAGE_SIZES = {"cityscapes": (1024, 2048)}
+DEFAULT_IMAGE_SIZE = (512, 683)
+DEFAULT_CROP = (512, 512)
+RESULT_PREFIX = "BENCHMARK-RESULT "
 
 
+# ------------------------------------------------------------------------------------------- measuring
 def ref(threads: int) -> float:
-    """The perf-anchors reference workload: median of 5 timed 2048x2048 fp32 matmuls (after 1 warm-up)."""
+    """The reference workload: median of 5 timed 2048x2048 fp32 matmuls (after 1 warm-up), in seconds."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(2048, 2048, generator=g)
@@ -53,8 +78,8 @@ def ref(threads: int) -> float:
     return statistics.median(ts)
 
 
-# ------------------------------------------------------------------------------------------------ memory
 def _status(field: str) -> int:
+    """A byte count from /proc/self/status (VmRSS, VmHWM), or -1 where there is none."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -63,6 +88,16 @@ def _status(field: str) -> int:
     except OSError:
         pass
     return -1
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5); False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 class PeakMemory:
@@ -79,12 +114,7 @@ class PeakMemory:
             self.base = torch.cuda.memory_allocated(self.device)
         else:
             self.base = _status("VmRSS")
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-                self.ok = True
-            except OSError:
-                self.ok = False
+            self.ok = _reset_peak_rss()
         return self
 
     def __exit__(self, *exc):
@@ -105,25 +135,14 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-# ------------------------------------------------------------------------------------------------ main
-def build_parser():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="zoo preset name, converted folder or hub id")
-    p.add_argument("--size", type=int, nargs=2, required=True, metavar=("H", "W"))
-    p.add_argument("--batch", type=int, default=1, help="images per input")
-    p.add_argument("--mode", choices=["whole", "slide"], default="whole")
-    p.add_argument("--crop-size", type=int, nargs="+", default=None, help="slide crop (default config.test_crop_size)")
-    p.add_argument("--stride", type=int, nargs="+", default=None, help="slide stride (default config.test_stride)")
-    p.add_argument("--crop-batch", type=int, default=None, help="crops per forward of the batched slide")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (compile time reported apart)")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2, help="torch threads on CPU (the perf anchors used 2)")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--output", type=Path, default=None, help="write the results as JSON")
-    return p
+def _timed(fn, repeats: int, device) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return times
 
 
 def _pair(values):
@@ -132,136 +151,207 @@ def _pair(values):
     return (values[0], values[0]) if len(values) == 1 else tuple(values[:2])
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _load(name: str, device):
     from hf_seg.evaluation import load_model_and_processor
-    from hf_seg.inference import as_model_fn, num_windows, slide_inference, slide_inference_reference, whole_inference
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a preset's "random weights" note
+        return load_model_and_processor(name, device=device)
+
+
+def _dataset(name: str) -> str | None:
+    """The zoo row's dataset (None for a folder or hub id)."""
+    from hf_seg import zoo
+
+    try:
+        return zoo.get_entry(name).dataset
+    except KeyError:
+        return None
+
+
+# ------------------------------------------------------------------------------------ one model (worker)
+def measure_model(args) -> dict:
+    """Both measurements of one model in this process (run it in a fresh one for a clean peak RSS)."""
+    import numpy as np
+    from PIL import Image
+
+    import hf_seg  # noqa: F401 - counted in "after imports"
+    from hf_seg.inference import as_model_fn, whole_inference
+    from hf_seg.predict import segment
 
     device = torch.device(args.device)
-    dtype = DTYPES[args.dtype]
     torch.set_num_threads(args.threads)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        model, _, how = load_model_and_processor(args.model, device=device, dtype=dtype)
-        load_s = time.perf_counter() - t0
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    rss_imports = _status("VmRSS")
+    t0 = time.perf_counter()
+    model, processor, how = _load(args.worker, device)
+    build_s = time.perf_counter() - t0
     config = model.config
-    num_labels = config.num_labels
-    model_fn = as_model_fn(model)
-    compile_s = None
-    if args.compile:
-        compiled = torch.compile(model)
-        model_fn = as_model_fn(compiled)
-
+    crop = _pair(args.crop) or tuple(getattr(config, "test_crop_size", None) or DEFAULT_CROP)
+    size = _pair(args.image_size) or IMAGE_SIZES.get(_dataset(args.worker), DEFAULT_IMAGE_SIZE)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, *args.size, generator=g).to(device=device, dtype=dtype)
-    if args.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-
-    print(f"model {args.model} ({how}, {config.model_type}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M "
-          f"params), input {tuple(x.shape)} {args.dtype} on {device}, threads {torch.get_num_threads()}, "
-          f"mode {args.mode}" + (", compiled" if args.compile else "") + (", channels_last" if args.channels_last
-                                                                          else ""))
-    results = {"model": args.model, "model_type": config.model_type, "input": list(x.shape), "dtype": args.dtype,
-               "device": str(device), "threads": torch.get_num_threads(), "mode": args.mode,
-               "compile": args.compile, "channels_last": args.channels_last, "load_s": load_s,
-               "torch": torch.__version__, "load_avg_start": os.getloadavg()}
+    x = torch.randn(1, 3, *crop, generator=g).to(device)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8))
+    model_fn = as_model_fn(model)
+    result = {"model": args.worker, "how": how, "model_type": config.model_type, "crop": list(crop),
+              "image": list(size), "test_mode": getattr(config, "test_mode", None) or "whole",
+              "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "device": str(device), "build_s": build_s,
+              "rss_after_imports": rss_imports, "load_avg_start": os.getloadavg()}
 
     with torch.inference_mode():
-        if args.mode == "whole":
-            def run():
-                return whole_inference(model_fn, x)
+        def model_only():
+            return whole_inference(model_fn, x)
 
-            t0 = time.perf_counter()
-            for _ in range(max(1, args.warmup)):
-                run()
-            _sync(device)
-            warm_s = time.perf_counter() - t0
-            if args.compile:
-                compile_s = warm_s
-            ref_before = ref(args.threads) if device.type == "cpu" else None
-            times = []
+        def end_to_end():
+            return segment(image, model, processor, device=args.device)
+
+        t0 = time.perf_counter()
+        model_only()
+        result["model_warmup_s"] = time.perf_counter() - t0
+        ref_before = ref(args.threads)
+        model_times = _timed(model_only, args.repeats, device)
+        result["peak_rss_model"] = _status("VmHWM")
+        reset = _reset_peak_rss()
+        t0 = time.perf_counter()
+        labels = end_to_end()
+        result["e2e_warmup_s"] = time.perf_counter() - t0
+        if tuple(labels.shape) != tuple(size):
+            raise RuntimeError(f"{args.worker}: end-to-end label map is {labels.shape}, expected {size}")
+        e2e_times = _timed(end_to_end, args.e2e_repeats, device)
+        result["peak_rss_e2e"] = _status("VmHWM") if reset else -1
+        ref_after = ref(args.threads)
+    unit = (ref_before + ref_after) / 2
+    result.update(model_times_s=model_times, e2e_times_s=e2e_times, ref_before_s=ref_before, ref_after_s=ref_after,
+                  model_s=statistics.median(model_times), e2e_s=statistics.median(e2e_times),
+                  model_cost=statistics.median(model_times) / unit, e2e_cost=statistics.median(e2e_times) / unit,
+                  load_avg_end=os.getloadavg())
+    return result
+
+
+# ------------------------------------------------------------------------------------------ the table
+def _row(r: dict) -> str:
+    mib = lambda n: f"{n / 2**20:.0f}" if n and n > 0 else "n/a"  # noqa: E731
+    return (f"| {r['model']} | {r['crop'][0]}x{r['crop'][1]} | {r['model_s']:.3f} | {r['model_cost']:.1f} | "
+            f"{r['image'][0]}x{r['image'][1]} {r['test_mode']} | {r['e2e_s']:.3f} | {r['e2e_cost']:.1f} | "
+            f"{mib(r['peak_rss_model'])} | {mib(r['peak_rss_e2e'])} | {mib(r['rss_after_imports'])} |")
+
+
+def run_table(args) -> int:
+    models = args.models or DEFAULT_MODELS
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parent)
+    results, failed = [], []
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.device}; {len(models)} models, each in a fresh "
+          f"process; median of {args.repeats} (model) / {args.e2e_repeats} (end-to-end) calls after 1 warm-up")
+    print("cost = seconds / reference matmul (2048^3 fp32, same process); peak RSS in MiB\n")
+    print("| model | crop | model s | model cost | e2e image, protocol | e2e s | e2e cost | peak RSS model | "
+          "peak RSS e2e | RSS after imports |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name in models:
+        cmd = [sys.executable, os.path.join(here, "benchmark.py"), "--worker", name, "--threads", str(args.threads),
+               "--device", args.device, "--repeats", str(args.repeats), "--e2e-repeats", str(args.e2e_repeats)]
+        for flag, value in (("--crop", args.crop), ("--image-size", args.image_size)):
+            if value:
+                cmd += [flag, *map(str, value)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+        if proc.returncode != 0 or not lines:
+            failed.append(name)
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
+            print(f"| {name} | failed (exit {proc.returncode}): {tail} |", flush=True)
+            continue
+        r = json.loads(lines[-1][len(RESULT_PREFIX):])
+        results.append(r)
+        print(_row(r), flush=True)
+    print(f"\nload average (1 min) {results[0]['load_avg_start'][0]:.2f} at the first start, "
+          f"{results[-1]['load_avg_end'][0]:.2f} at the last end, {os.cpu_count()} CPUs" if results else "")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(results, indent=1) + "\n")
+        tmp.replace(path)
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------------------ sliding-window comparison
+def run_slide_compare(args) -> int:
+    """Batched sliding window vs batch 1 vs mmseg's crop-by-crop loop, interleaved repeat by repeat."""
+    from hf_seg.inference import as_model_fn, num_windows, slide_inference, slide_inference_reference
+
+    if not args.models or len(args.models) != 1 or not args.size:
+        raise SystemExit("--slide-compare needs one model (--models NAME) and --size H W")
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+    model, _, how = _load(args.models[0], device)
+    config = model.config
+    model_fn = as_model_fn(model)
+    x = torch.randn(1, 3, *args.size, generator=torch.Generator().manual_seed(0)).to(device)
+    crop = _pair(args.crop) or tuple(getattr(config, "test_crop_size", None) or ())
+    if not crop:
+        raise SystemExit("--slide-compare needs --crop (the config has no test_crop_size)")
+    stride = _pair(args.stride) or tuple(getattr(config, "test_stride", None) or ()) or crop
+    pad = bool(getattr(config, "test_pad_to_crop", True))
+    n_windows = num_windows(*args.size, crop, stride)
+    crop_batch = args.crop_batch or n_windows
+    labels = config.num_labels
+    methods = {
+        "crop-by-crop": lambda: slide_inference_reference(model_fn, x, crop, stride, labels, pad_to_crop=pad),
+        "ours, batch 1": lambda: slide_inference(model_fn, x, crop, stride, labels, batch_size=1, pad_to_crop=pad),
+        f"ours, batched ({crop_batch})": lambda: slide_inference(model_fn, x, crop, stride, labels,
+                                                                 batch_size=crop_batch, pad_to_crop=pad),
+    }
+    print(f"model {args.models[0]} ({how}), input {tuple(x.shape)}, crop {crop} stride {stride}: {n_windows} "
+          f"windows, {torch.get_num_threads()} threads")
+    with torch.inference_mode():
+        outputs, peaks = {}, {}
+        for name, fn in methods.items():  # warm-up, outputs and peak memory, one method at a time
             with PeakMemory(device) as mem:
-                for _ in range(args.repeats):
-                    t = time.perf_counter()
-                    run()
-                    _sync(device)
-                    times.append(time.perf_counter() - t)
-            ref_after = ref(args.threads) if device.type == "cpu" else None
-            median = statistics.median(times)
-            results.update(times_s=times, median_s=median, images_per_s=args.batch / median, peak_bytes=mem.peak,
-                           warmup_s=warm_s)
-            print(f"whole: median {median:.4f} s (min {min(times):.4f}, max {max(times):.4f}) per forward of "
-                  f"{args.batch} image(s); {args.batch / median:.2f} images/s; peak memory +{_mib(mem.peak)}")
-        else:
-            crop = _pair(args.crop_size) or tuple(getattr(config, "test_crop_size", None) or ())
-            stride = _pair(args.stride) or tuple(getattr(config, "test_stride", None) or ()) or crop
-            if not crop:
-                raise SystemExit("slide mode needs --crop-size (the config has no test_crop_size)")
-            pad = bool(getattr(config, "test_pad_to_crop", True))
-            n_windows = num_windows(*args.size, crop, stride)
-            crop_batch = args.crop_batch or n_windows * args.batch
-            methods = {
-                "crop-by-crop": lambda: slide_inference_reference(model_fn, x, crop, stride, num_labels,
-                                                                  pad_to_crop=pad),
-                "ours, batch 1": lambda: slide_inference(model_fn, x, crop, stride, num_labels, batch_size=1,
-                                                         pad_to_crop=pad),
-                f"ours, batched ({crop_batch})": lambda: slide_inference(model_fn, x, crop, stride, num_labels,
-                                                                         batch_size=crop_batch, pad_to_crop=pad),
-            }
-            print(f"slide: crop {crop} stride {stride}: {n_windows} windows per image")
-            outputs, peaks, times = {}, {}, {name: [] for name in methods}
-            t0 = time.perf_counter()
-            for name, fn in methods.items():  # warm-up, outputs and peak memory, one method at a time
-                with PeakMemory(device) as mem:
-                    for _ in range(max(1, args.warmup)):
-                        outputs[name] = fn()
-                peaks[name] = mem.peak
-            warm_s = time.perf_counter() - t0
-            first = next(iter(outputs.values())).float()
-            diffs = {name: float((out.float() - first).abs().max()) for name, out in outputs.items()}
-            del outputs
-            ref_before = ref(args.threads) if device.type == "cpu" else None
-            for _ in range(args.repeats):  # interleaved
-                for name, fn in methods.items():
-                    t = time.perf_counter()
-                    fn()
-                    _sync(device)
-                    times[name].append(time.perf_counter() - t)
-            ref_after = ref(args.threads) if device.type == "cpu" else None
-            medians = {name: statistics.median(ts) for name, ts in times.items()}
-            base = medians["crop-by-crop"]
-            for name in methods:
-                print(f"  {name:24s} median {medians[name]:8.3f} s  (min {min(times[name]):.3f}, max "
-                      f"{max(times[name]):.3f})  {base / medians[name]:5.2f}x vs crop-by-crop   "
-                      f"peak memory +{_mib(peaks[name])}   max |diff| {diffs[name]:.2e}")
-            batched = [n for n in methods if n.startswith("ours, batched")][0]
-            print(f"batched slide vs crop-by-crop: {base / medians[batched]:.2f}x; vs ours batch 1: "
-                  f"{medians['ours, batch 1'] / medians[batched]:.2f}x")
-            results.update(crop_size=list(crop), stride=list(stride), windows_per_image=n_windows,
-                           crop_batch=crop_batch, times_s=times, median_s=medians, peak_bytes=peaks,
-                           max_abs_diff=diffs, warmup_s=warm_s,
-                           speedup_batched_vs_crop_by_crop=base / medians[batched],
-                           speedup_batched_vs_batch1=medians["ours, batch 1"] / medians[batched])
-            median = medians[batched]
-    if ref_before is not None:
-        unit = (ref_before + ref_after) / 2
-        results.update(ref_before_s=ref_before, ref_after_s=ref_after, normalized_cost=(
-            {k: v / unit for k, v in results["median_s"].items()} if isinstance(results["median_s"], dict)
-            else results["median_s"] / unit))
-        print(f"reference matmul: before {ref_before:.3f} s, after {ref_after:.3f} s; normalized cost "
-              f"{median / unit:.1f} (median s / mean ref)" + (" of the batched slide" if args.mode == "slide" else
-                                                              " per forward"))
-    if compile_s is not None:
-        results["compile_and_warmup_s"] = compile_s
-        print(f"compile + warm-up: {compile_s:.1f} s")
-    results["load_avg_end"] = os.getloadavg()
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=1) + "\n")
+                outputs[name] = fn()
+            peaks[name] = mem.peak
+        first = next(iter(outputs.values())).float()
+        diffs = {name: float((out.float() - first).abs().max()) for name, out in outputs.items()}
+        del outputs
+        times = {name: [] for name in methods}
+        for _ in range(args.repeats):
+            for name, fn in methods.items():
+                times[name] += _timed(fn, 1, device)
+    base = statistics.median(times["crop-by-crop"])
+    for name in methods:
+        med = statistics.median(times[name])
+        print(f"  {name:24s} median {med:8.3f} s  {base / med:5.2f}x vs crop-by-crop   peak memory "
+              f"+{_mib(peaks[name])}   max |diff| {diffs[name]:.2e}")
     return 0
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=None, help="zoo presets, converted folders or hub ids "
+                   "(default: DEFAULT_MODELS)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2, as the originals' anchors)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=5, help="timed model-only calls (and slide-compare rounds)")
+    p.add_argument("--e2e-repeats", type=int, default=3, help="timed end-to-end calls")
+    p.add_argument("--crop", type=int, nargs="+", default=None, help="model-only window (default test_crop_size)")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                   help="end-to-end image size (default by dataset)")
+    p.add_argument("--json", default=None, help="write the rows as JSON")
+    p.add_argument("--slide-compare", action="store_true", help="sliding-window implementations on one model")
+    p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="slide-compare input size")
+    p.add_argument("--stride", type=int, nargs="+", default=None, help="slide-compare stride (default test_stride)")
+    p.add_argument("--crop-batch", type=int, default=None, help="slide-compare crops per forward (default all)")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        print(RESULT_PREFIX + json.dumps(measure_model(args)), flush=True)
+        return 0
+    if args.slide_compare:
+        return run_slide_compare(args)
+    return run_table(args)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Steps of :func:`release`:
    (protocol and training-only fields that differ are reported as warnings);
 3. verify the converted model against the original's outputs: ``expected`` logits stored with the conversion
    (fixture format: ``input.safetensors`` with ``pixel_values``, ``expected.safetensors`` with ``logits``), or
-   recomputed with the original code when it is importable (CSAIL: ``mit_semseg``) — within 1e-4 relative;
+   recomputed with the original code when the family declares it and it is importable — within 1e-4 relative;
 4. write the hub folder: ``model.safetensors``, ``config.json``, ``preprocessor_config.json``,
    ``conversion_report.json``, ``parity.json``, attached evaluation JSONs and the model card ``README.md``;
 5. upload it only when ``push`` is set (a dry run prints what would be uploaded).
@@ -18,11 +18,8 @@ Steps of :func:`release`:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +27,7 @@ from typing import Any
 
 import torch
 
-from .families import family_module
+from .families import get_family
 from .label_sets import available_label_sets, get_label_set
 from .zoo import ZooEntry, get_entry, list_models
 
@@ -85,7 +82,7 @@ def preset_config(entry: ZooEntry):
         kwargs.update(id2label=labels.id2label, num_labels=labels.num_labels)
     elif "num_labels" not in kwargs:
         raise ReleaseError(f"{entry.name}: dataset {entry.dataset!r} is no label set and the config has no num_labels")
-    return family_module(entry.family).CONFIG_CLASS(**kwargs)
+    return get_family(entry.family).config_class(**kwargs)
 
 
 def _normalize(value):
@@ -159,71 +156,10 @@ def _model_logits(model, pixel_values: torch.Tensor) -> torch.Tensor:
     return model(pixel_values=pixel_values).logits
 
 
-def _csail_checkpoint_pair(paths: Sequence[Path]) -> tuple[Path, Path]:
-    named = {("encoder" if "encoder" in p.name else "decoder" if "decoder" in p.name else p.name): p for p in paths}
-    if set(named) == {"encoder", "decoder"}:
-        return named["encoder"], named["decoder"]
-    if len(paths) != 2:
-        raise ReleaseError("CSAIL models are two checkpoint files (encoder, decoder)")
-    return paths[0], paths[1]
-
-
-def _load_original(module: torch.nn.Module, path: Path, what: str) -> None:
-    from .conversion import load_checkpoint_file
-
-    state = load_checkpoint_file(path)
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    benign = re.compile(r".*(num_batches_tracked|_tmp_running_mean|_tmp_running_var|_running_iter)$")
-    missing = [k for k in missing if not benign.match(k)]
-    unexpected = [k for k in unexpected if not benign.match(k)]
-    if missing or unexpected:
-        raise ReleaseError(f"the original {what} does not load {path}: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
-
-
-@torch.no_grad()
-def csail_original_logits(original: dict, checkpoints: Sequence[Path], pixel_values: torch.Tensor) -> torch.Tensor:
-    """The original CSAIL model's classifier output (before log-softmax/resize), computed with ``mit_semseg``."""
-    from mit_semseg.models import ModelBuilder
-
-    model_cfg, dataset = original["MODEL"], original.get("DATASET", {})
-    encoder_arch, decoder_arch = model_cfg["arch_encoder"].lower(), model_cfg["arch_decoder"].lower()
-    fc_dim = int(model_cfg.get("fc_dim", 2048))
-    num_class = int(dataset.get("num_class", 150))
-    encoder_path, decoder_path = _csail_checkpoint_pair([Path(p) for p in checkpoints])
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = Path(tmp) / "empty.pth"
-        torch.save({}, empty)  # a weights path stops ModelBuilder from downloading ImageNet weights
-        with contextlib.redirect_stdout(io.StringIO()):  # ModelBuilder prints "Loading weights for ..."
-            encoder = ModelBuilder.build_encoder(arch=encoder_arch, fc_dim=fc_dim, weights=str(empty))
-            decoder = ModelBuilder.build_decoder(arch=decoder_arch, fc_dim=fc_dim, num_class=num_class,
-                                                 weights=str(empty), use_softmax=False)
-    _load_original(encoder, encoder_path, f"encoder {encoder_arch}")
-    _load_original(decoder, decoder_path, f"decoder {decoder_arch}")
-    encoder.eval()
-    decoder.eval()
-    last = decoder.conv_last[-1] if isinstance(decoder.conv_last, torch.nn.Sequential) else decoder.conv_last
-    captured = {}
-    handle = last.register_forward_hook(lambda m, i, o: captured.setdefault("logits", o))
-    try:
-        decoder(encoder(pixel_values, return_feature_maps=True))
-    finally:
-        handle.remove()
-    return captured["logits"]
-
-
 def original_reference(family: str):
-    """A callable ``(original_cfg, checkpoints, pixel_values) -> logits`` running the original code, or None.
-
-    CSAIL uses ``mit_semseg`` when importable; a family module may provide ``original_logits`` with that signature.
-    """
-    if family == "csail":
-        try:
-            import mit_semseg  # noqa: F401
-        except ImportError:
-            return None
-        return csail_original_logits
-    return getattr(family_module(family), "original_logits", None)
+    """The family's ``original_logits`` (``(original_cfg, checkpoints, pixel_values) -> logits``, running the original
+    code) when that code is importable here, else None."""
+    return get_family(family).original_reference()
 
 
 def stored_window(expected: Path) -> tuple[int, int, int, int] | None:
@@ -272,7 +208,7 @@ def verify(model, entry: ZooEntry, original: dict, checkpoints: Sequence[Path], 
             generator = torch.Generator().manual_seed(seed)
             pixel_values = torch.randn(1, 3, *input_size, generator=generator)
         reference = reference_fn(original, checkpoints, pixel_values)
-        method = "recomputed with the original code" + (" (mit_semseg)" if entry.family == "csail" else "")
+        method = f"recomputed with the original code ({get_family(entry.family).original_package})"
     actual = _model_logits(model, pixel_values)
     result = compare_logits(actual, reference, rtol)
     result.update(method=method, input_shape=list(pixel_values.shape), row=entry.name)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from .families import FAMILY_MODULES, family_module
+from .families import families, get_family
 from .label_sets import get_label_set
 from .model_loading import LoadedModel, ModelLoadError, load  # noqa: F401 - the one model + processor loader
 
@@ -78,11 +78,11 @@ class ZooEntry:
 @lru_cache(maxsize=None)
 def _registry() -> dict[str, ZooEntry]:
     entries: dict[str, ZooEntry] = {}
-    for family in FAMILY_MODULES:
+    for family in families().values():
         try:
-            presets = importlib.import_module(f"{FAMILY_MODULES[family]}.presets")
+            presets = importlib.import_module(f"{family.package}.presets")
         except ModuleNotFoundError as err:
-            if err.name != f"{FAMILY_MODULES[family]}.presets":
+            if err.name != f"{family.package}.presets":
                 raise
             continue
         for entry in presets.ZOO_ENTRIES:
@@ -114,13 +114,13 @@ def build_config(name: str, **overrides):
     kwargs = {**entry.config, "id2label": labels.id2label, "num_labels": labels.num_labels, **overrides}
     if "id2label" in overrides and "num_labels" not in overrides:
         kwargs["num_labels"] = len(overrides["id2label"])
-    return family_module(entry.family).CONFIG_CLASS(**kwargs)
+    return get_family(entry.family).config_class(**kwargs)
 
 
 def build_model(name: str, **config_overrides):
     """The row's architecture with random weights (no pretrained weights can be fetched by a preset)."""
     entry = get_entry(name)
-    return family_module(entry.family).MODEL_CLASS(build_config(name, **config_overrides))
+    return get_family(entry.family).model_class(build_config(name, **config_overrides))
 
 
 def build_processor(name: str, **overrides):

@@ -44,7 +44,7 @@ class OriginalConverter:
 
     def convert(self, original: dict[str, Any], checkpoint_paths: Sequence[str | Path]):
         """Build the model for ``original`` and load the converted weights; returns (model, processor, report)."""
-        from ..image_processing import HfSegImageProcessor
+        from ..families import get_family
 
         config = self.build_config(original)
         model = self.model_class(config)
@@ -53,14 +53,15 @@ class OriginalConverter:
                                            target_optional=self.target_optional)
         model.load_state_dict(state, strict=False)  # completeness was checked above, optional keys excepted
         model.eval()
-        processor = HfSegImageProcessor(**self.processor_kwargs(original))
+        processor = get_family(self.family).processor_class(**self.processor_kwargs(original))
         return model, processor, report
 
 
 def find_converter(original: dict[str, Any], config_path: str | Path = "") -> OriginalConverter:
-    from ..families import all_families
+    from ..families import families
 
-    matching = [module.CONVERTER() for module in all_families().values() if module.CONVERTER().matches(original)]
+    converters = [family.converter_class() for family in families().values()]
+    matching = [converter for converter in converters if converter.matches(original)]
     if not matching:
         raise ConfigError(f"{config_path}: not a config of any family hf_seg converts")
     if len(matching) > 1:

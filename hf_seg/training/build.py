@@ -5,6 +5,7 @@ the augmenting datasets and the :class:`SegmentationTrainer`."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import warnings
 from typing import Any
@@ -189,13 +190,11 @@ def build_trainer(args, targs, callbacks=None):
                       stacklevel=2)
         targs.gradient_checkpointing = False
 
-    extra_targets = None
-    if family == "unept":
-        from ..modeling.unept.dt_offset import dt_offset_targets
+    # family-specific targets of the loss (e.g. boundary maps), computed per sample from its augmented labels
+    from ..families import get_family
 
-        def extra_targets(labels, _ignore=ignore_index):
-            distance, angle = dt_offset_targets(labels, ignore_index=_ignore)
-            return {"distance_map": distance, "angle_map": angle}
+    training_targets = get_family(family).hook("training_targets")
+    extra_targets = None if training_targets is None else functools.partial(training_targets, ignore_index=ignore_index)
 
     train_dataset = TrainDataset(train_split, build_train_transforms(pipeline, processor, ignore_index), label_fn,
                                  seed=targs.data_seed if targs.data_seed is not None else targs.seed,

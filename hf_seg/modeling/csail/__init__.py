@@ -1,10 +1,20 @@
-from .configuration_csail import CsailConfig
-from .convert_csail import CsailConverter
-from .modeling_csail import CsailForSemanticSegmentation, CsailPreTrainedModel
+"""The MIT CSAIL ADE20K models (semantic-segmentation-pytorch): encoder x decoder pairs.
 
-CONFIG_CLASS = CsailConfig
-MODEL_CLASS = CsailForSemanticSegmentation
-CONVERTER = CsailConverter
+Cheap to import: the declaration and the config only; model, converter and the original-code runner load on use.
+"""
+
+from ...families import Family, lazy_exports
+from .configuration_csail import CsailConfig
+
+FAMILY = Family(
+    name="csail",
+    config_class=CsailConfig,
+    model="modeling_csail.CsailForSemanticSegmentation",
+    converter="convert_csail.CsailConverter",
+    backbone_prefixes=("encoder",),
+    original_logits="original.original_logits",
+    original_package="mit_semseg",
+)
 
 
 def tiny_config(**overrides) -> CsailConfig:
@@ -17,4 +27,9 @@ def tiny_config(**overrides) -> CsailConfig:
     return CsailConfig(**kwargs)
 
 
-__all__ = ["CsailConfig", "CsailForSemanticSegmentation", "CsailPreTrainedModel", "CsailConverter", "tiny_config"]
+__getattr__ = lazy_exports(__name__, {
+    "CsailForSemanticSegmentation": "modeling_csail", "CsailPreTrainedModel": "modeling_csail",
+    "CsailConverter": "convert_csail",
+})
+__all__ = ["FAMILY", "CsailConfig", "CsailForSemanticSegmentation", "CsailPreTrainedModel", "CsailConverter",
+           "tiny_config"]

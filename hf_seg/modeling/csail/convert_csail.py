@@ -40,6 +40,15 @@ def _mobilenet_block(match: re.Match, tensor):
     return {f"encoder.blocks.{stage}.{block}.{names[layer]}.{rest}": tensor}
 
 
+def encoder_decoder_paths(paths) -> tuple:
+    """(encoder, decoder) checkpoint paths: by file name when the names say which is which, else in the given order."""
+    if len(paths) != 2:
+        raise ConversionError("CSAIL models are two files: the encoder and the decoder checkpoint")
+    named = {("encoder" if "encoder" in Path(p).name else "decoder" if "decoder" in Path(p).name else None): p
+             for p in paths}
+    return (named["encoder"], named["decoder"]) if set(named) == {"encoder", "decoder"} else tuple(paths)
+
+
 class CsailConverter(OriginalConverter):
     family = "csail"
     model_class = CsailForSemanticSegmentation
@@ -76,12 +85,7 @@ class CsailConverter(OriginalConverter):
         )
 
     def read_checkpoints(self, paths):
-        if len(paths) != 2:
-            raise ConversionError("CSAIL models are two files: the encoder and the decoder checkpoint")
-        named = {("encoder" if "encoder" in Path(p).name else "decoder" if "decoder" in Path(p).name else None): p
-                 for p in paths}
-        encoder_path, decoder_path = (named["encoder"], named["decoder"]) if set(named) == {"encoder", "decoder"} \
-            else tuple(paths)
+        encoder_path, decoder_path = encoder_decoder_paths(paths)
         state = {f"encoder.{k}": v for k, v in load_checkpoint_file(encoder_path).items()}
         state.update({f"decoder.{k}": v for k, v in load_checkpoint_file(decoder_path).items()})
         return state

@@ -1,14 +1,18 @@
-from .configuration_regionproxy import RegionProxyConfig
-from .convert_regionproxy import RegionProxyConverter
-from .modeling_regionproxy import (
-    RegionProxyForSemanticSegmentation,
-    RegionProxyPreTrainedModel,
-    RegionProxySegmenterOutput,
-)
+"""RegionProxy (Semantic Segmentation by Early Region Proxy): a ViT (or R50 hybrid) whose tokens are regions.
 
-CONFIG_CLASS = RegionProxyConfig
-MODEL_CLASS = RegionProxyForSemanticSegmentation
-CONVERTER = RegionProxyConverter
+Cheap to import: the declaration and the config only; model and converter load on use.
+"""
+
+from ...families import Family, lazy_exports
+from .configuration_regionproxy import RegionProxyConfig
+
+FAMILY = Family(
+    name="regionproxy",
+    config_class=RegionProxyConfig,
+    model="modeling_regionproxy.RegionProxyForSemanticSegmentation",
+    converter="convert_regionproxy.RegionProxyConverter",
+    backbone_prefixes=("backbone",),
+)
 
 
 def tiny_config(**overrides) -> RegionProxyConfig:
@@ -22,7 +26,11 @@ def tiny_config(**overrides) -> RegionProxyConfig:
     return RegionProxyConfig(**kwargs)
 
 
+__getattr__ = lazy_exports(__name__, {
+    "RegionProxyForSemanticSegmentation": "modeling_regionproxy", "RegionProxyPreTrainedModel": "modeling_regionproxy",
+    "RegionProxySegmenterOutput": "modeling_regionproxy", "RegionProxyConverter": "convert_regionproxy",
+})
 __all__ = [
-    "RegionProxyConfig", "RegionProxyForSemanticSegmentation", "RegionProxyPreTrainedModel",
+    "FAMILY", "RegionProxyConfig", "RegionProxyForSemanticSegmentation", "RegionProxyPreTrainedModel",
     "RegionProxySegmenterOutput", "RegionProxyConverter", "tiny_config",
 ]

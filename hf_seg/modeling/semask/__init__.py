@@ -1,10 +1,18 @@
-from .configuration_semask import SeMaskConfig
-from .convert_semask import SeMaskConverter
-from .modeling_semask import SeMaskForSemanticSegmentation, SeMaskPreTrainedModel, SeMaskSemanticSegmenterOutput
+"""SeMask-FPN: a Swin backbone with semantic layers, and an FPN decoder.
 
-CONFIG_CLASS = SeMaskConfig
-MODEL_CLASS = SeMaskForSemanticSegmentation
-CONVERTER = SeMaskConverter
+Cheap to import: the declaration and the config only; model and converter load on use.
+"""
+
+from ...families import Family, lazy_exports
+from .configuration_semask import SeMaskConfig
+
+FAMILY = Family(
+    name="semask",
+    config_class=SeMaskConfig,
+    model="modeling_semask.SeMaskForSemanticSegmentation",
+    converter="convert_semask.SeMaskConverter",
+    backbone_prefixes=("backbone",),
+)
 
 
 def tiny_config(**overrides) -> SeMaskConfig:
@@ -17,5 +25,9 @@ def tiny_config(**overrides) -> SeMaskConfig:
     return SeMaskConfig(**kwargs)
 
 
-__all__ = ["SeMaskConfig", "SeMaskForSemanticSegmentation", "SeMaskPreTrainedModel", "SeMaskSemanticSegmenterOutput",
-           "SeMaskConverter", "tiny_config"]
+__getattr__ = lazy_exports(__name__, {
+    "SeMaskForSemanticSegmentation": "modeling_semask", "SeMaskPreTrainedModel": "modeling_semask",
+    "SeMaskSemanticSegmenterOutput": "modeling_semask", "SeMaskConverter": "convert_semask",
+})
+__all__ = ["FAMILY", "SeMaskConfig", "SeMaskForSemanticSegmentation", "SeMaskPreTrainedModel",
+           "SeMaskSemanticSegmenterOutput", "SeMaskConverter", "tiny_config"]

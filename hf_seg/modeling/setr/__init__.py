@@ -1,10 +1,18 @@
-from .configuration_setr import SetrConfig, naive_head
-from .convert_setr import SetrConverter
-from .modeling_setr import SetrForSemanticSegmentation, SetrPreTrainedModel, SetrSemanticSegmenterOutput
+"""SETR (Naive / PUP / MLA heads on a ViT) and SETR-HLG.
 
-CONFIG_CLASS = SetrConfig
-MODEL_CLASS = SetrForSemanticSegmentation
-CONVERTER = SetrConverter
+Cheap to import: the declaration and the config only; model and converter load on use.
+"""
+
+from ...families import Family, lazy_exports
+from .configuration_setr import SetrConfig, naive_head
+
+FAMILY = Family(
+    name="setr",
+    config_class=SetrConfig,
+    model="modeling_setr.SetrForSemanticSegmentation",
+    converter="convert_setr.SetrConverter",
+    backbone_prefixes=("backbone",),
+)
 
 
 def tiny_config(**overrides) -> SetrConfig:
@@ -19,5 +27,9 @@ def tiny_config(**overrides) -> SetrConfig:
     return SetrConfig(**kwargs)
 
 
-__all__ = ["SetrConfig", "SetrForSemanticSegmentation", "SetrPreTrainedModel", "SetrSemanticSegmenterOutput",
+__getattr__ = lazy_exports(__name__, {
+    "SetrForSemanticSegmentation": "modeling_setr", "SetrPreTrainedModel": "modeling_setr",
+    "SetrSemanticSegmenterOutput": "modeling_setr", "SetrConverter": "convert_setr",
+})
+__all__ = ["FAMILY", "SetrConfig", "SetrForSemanticSegmentation", "SetrPreTrainedModel", "SetrSemanticSegmenterOutput",
            "SetrConverter", "tiny_config"]

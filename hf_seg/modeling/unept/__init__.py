@@ -1,11 +1,20 @@
-from .configuration_unept import UnEptConfig
-from .convert_unept import UnEptConverter
-from .dt_offset import DtOffsetTransform, dt_offset_maps, dt_offset_targets
-from .modeling_unept import UnEptForSemanticSegmentation, UnEptPreTrainedModel, UnEptSemanticSegmenterOutput
+"""UN-EPT (Unified Efficient Pyramid Transformer): a ResNet or DeiT backbone, a deformable-attention context
+branch and a spatial branch, trained with extra boundary targets (distance and direction maps).
 
-CONFIG_CLASS = UnEptConfig
-MODEL_CLASS = UnEptForSemanticSegmentation
-CONVERTER = UnEptConverter
+Cheap to import: the declaration and the config only; model, converter and the target maps load on use.
+"""
+
+from ...families import Family, lazy_exports
+from .configuration_unept import UnEptConfig
+
+FAMILY = Family(
+    name="unept",
+    config_class=UnEptConfig,
+    model="modeling_unept.UnEptForSemanticSegmentation",
+    converter="convert_unept.UnEptConverter",
+    backbone_prefixes=("backbone",),
+    training_targets="dt_offset.training_targets",
+)
 
 
 def tiny_config(backbone: str = "resnet_v1c", **overrides) -> UnEptConfig:
@@ -29,5 +38,11 @@ def tiny_config(backbone: str = "resnet_v1c", **overrides) -> UnEptConfig:
     return UnEptConfig(**kwargs)
 
 
-__all__ = ["UnEptConfig", "UnEptForSemanticSegmentation", "UnEptPreTrainedModel", "UnEptSemanticSegmenterOutput",
-           "UnEptConverter", "DtOffsetTransform", "dt_offset_maps", "dt_offset_targets", "tiny_config"]
+__getattr__ = lazy_exports(__name__, {
+    "UnEptForSemanticSegmentation": "modeling_unept", "UnEptPreTrainedModel": "modeling_unept",
+    "UnEptSemanticSegmenterOutput": "modeling_unept", "UnEptConverter": "convert_unept",
+    "DtOffsetTransform": "dt_offset", "dt_offset_maps": "dt_offset", "dt_offset_targets": "dt_offset",
+})
+__all__ = ["FAMILY", "UnEptConfig", "UnEptForSemanticSegmentation", "UnEptPreTrainedModel",
+           "UnEptSemanticSegmenterOutput", "UnEptConverter", "DtOffsetTransform", "dt_offset_maps",
+           "dt_offset_targets", "tiny_config"]

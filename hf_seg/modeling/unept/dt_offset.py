@@ -118,3 +118,10 @@ class DtOffsetTransform:
         if labels.dim() != 2:
             distance, angle = distance.reshape(labels.shape), angle.reshape(labels.shape)
         return {**sample, "distance_map": distance, "angle_map": angle}
+
+
+def training_targets(labels: torch.Tensor, ignore_index: int = 255) -> dict[str, torch.Tensor]:
+    """The family's ``training_targets`` hook (:class:`hf_seg.families.Family`): ``distance_map`` and ``angle_map``
+    for one label map [H, W], under the names ``UnEptForSemanticSegmentation.forward`` takes them."""
+    distance, angle = dt_offset_targets(labels, ignore_index=ignore_index)
+    return {"distance_map": distance, "angle_map": angle}

@@ -18,6 +18,7 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -79,6 +80,11 @@ class Family:
     @property
     def model_class_name(self) -> str:
         return self.model.rpartition(".")[2]
+
+    @property
+    def folder(self) -> Path:
+        """The family's folder (its data files live there)."""
+        return Path(importlib.import_module(self.package).__file__).parent
 
     def resolve(self, path: str) -> Any:
         """Import ``"module.attribute"`` of this family's package."""

@@ -1,18 +1,26 @@
 """The model zoo: every released row of the five seeds' tables, with the facts needed to build, test and cite it.
 
-Each family lists its rows in ``hf_seg/modeling/<family>/presets.py`` as ``ZOO_ENTRIES``; this module collects them.
-A preset builds the row's full-size architecture (random weights) and its processor; converted weights live on the
-hub under ``hub_id`` once released.
+Each family lists its rows as data in ``hf_seg/modeling/<family>/presets.json``, with the facts of the original
+repository they come from (licence, commit, citations: ``"source"``, ``"citations"`` and ``citation.bib``); this module
+reads them. A preset builds the row's full-size architecture (random weights) and its processor; converted weights
+live on the hub under ``hub_id`` once released.
+
+``presets.json``: ``"rows"`` hold the :class:`ZooEntry` fields of each row. To keep rows short, ``"defaults"`` gives
+the fields a row does not state (for ``config``/``processor``/``extra``/``paper``: keys merged under the row's own), a
+row's ``config``/``processor``/``extra`` may be a list of ``"@part"`` names (dicts in ``"parts"``) and dicts merged in
+order, and its ``notes`` a list of text and ``"@sentence"`` names (``"sentences"``) joined with spaces.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import asdict, dataclass, field
+import copy
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 
-from .families import families, get_family
+from .families import Family, families, get_family
 from .label_sets import get_label_set
 from .model_loading import LoadedModel, ModelLoadError, load  # noqa: F401 - the one model + processor loader
 
@@ -75,17 +83,94 @@ class ZooEntry:
         return out
 
 
+@dataclass(frozen=True)
+class Citation:
+    title: str
+    url: str
+    bibtex: str
+
+
+@dataclass(frozen=True)
+class FamilyFacts:
+    """The original repository a family's rows come from (``presets.json`` ``"source"``; licences as stated in each
+    repository's LICENSE/README, citations from its README)."""
+
+    display: str
+    repo: str
+    commit: str
+    license: str  # hub license id (lower-case SPDX)
+    license_name: str  # as the original states it
+    license_url: str
+    citations: tuple[Citation, ...]
+    license_note: str = ""
+
+
+def _bibtex_entries(text: str) -> dict[str, str]:
+    """key -> entry text of a .bib file (an entry starts with ``@type{key,`` at the start of a line)."""
+    starts = list(re.finditer(r"^@\w+\{([^,\s]+),", text, flags=re.M))
+    return {m.group(1): text[m.start():(starts[i + 1].start() if i + 1 < len(starts) else len(text))].strip()
+            for i, m in enumerate(starts)}
+
+
+def _merged(value, default: dict | None, parts: dict, where: str) -> dict:
+    out = copy.deepcopy(default or {})
+    for piece in value if isinstance(value, list) else [value]:
+        if isinstance(piece, str):
+            if not piece.startswith("@") or piece[1:] not in parts:
+                raise ValueError(f"{where}: {piece!r} is no '@part' of the file (parts: {sorted(parts)})")
+            piece = parts[piece[1:]]
+        out.update(copy.deepcopy(piece))
+    return out
+
+
+def _entry(family: str, row: dict, doc: dict, where: str) -> ZooEntry:
+    defaults, known = doc.get("defaults", {}), {f.name for f in fields(ZooEntry)} - {"family"}
+    unknown = set(row) - known
+    if unknown or "name" not in row:
+        raise ValueError(f"{where}: a row needs 'name' and may have {sorted(known)}; got {sorted(row)}")
+    kwargs = {**defaults, **row}
+    for key in ("config", "processor", "extra", "paper"):
+        kwargs[key] = _merged(row.get(key, {}), defaults.get(key), doc.get("parts", {}), f"{where} {key}")
+    sentences = doc.get("sentences", {})
+    notes = kwargs.get("notes", "")
+    if isinstance(notes, list):
+        missing = [n for n in notes if n.startswith("@") and n[1:] not in sentences]
+        if missing:
+            raise ValueError(f"{where}: notes name unknown sentences {missing}")
+        kwargs["notes"] = " ".join(sentences[n[1:]] if n.startswith("@") else n for n in notes)
+    kwargs["crop_size"] = tuple(kwargs["crop_size"])
+    kwargs["checkpoint_urls"] = tuple(kwargs.get("checkpoint_urls", ()))
+    kwargs["paper"] = PaperResult(**kwargs["paper"])
+    return ZooEntry(family=family, **kwargs)
+
+
+@lru_cache(maxsize=None)
+def _presets(family: Family) -> tuple[FamilyFacts | None, tuple[ZooEntry, ...]]:
+    path = family.folder / "presets.json"
+    if not path.is_file():
+        return None, ()
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    bib_path = path.with_name("citation.bib")
+    bib = _bibtex_entries(bib_path.read_text(encoding="utf-8")) if bib_path.is_file() else {}
+    missing = [c["bibtex"] for c in doc.get("citations", []) if c["bibtex"] not in bib]
+    if missing:
+        raise ValueError(f"{path}: citations {missing} are not entries of {bib_path}")
+    citations = tuple(Citation(c["title"], c["url"], bib[c["bibtex"]]) for c in doc.get("citations", []))
+    facts = FamilyFacts(**doc["source"], citations=citations) if "source" in doc else None
+    return facts, tuple(_entry(family.name, row, doc, f"{path} row {i} ({row.get('name')})")
+                        for i, row in enumerate(doc["rows"]))
+
+
+def family_facts(family: str) -> FamilyFacts | None:
+    """The original repository of ``family``'s rows, or None when the family lists none."""
+    return _presets(get_family(family))[0] if family in families() else None
+
+
 @lru_cache(maxsize=None)
 def _registry() -> dict[str, ZooEntry]:
     entries: dict[str, ZooEntry] = {}
     for family in families().values():
-        try:
-            presets = importlib.import_module(f"{family.package}.presets")
-        except ModuleNotFoundError as err:
-            if err.name != f"{family.package}.presets":
-                raise
-            continue
-        for entry in presets.ZOO_ENTRIES:
+        for entry in _presets(family)[1]:
             if entry.name in entries:
                 raise ValueError(f"duplicate zoo entry {entry.name!r}")
             entries[entry.name] = entry
@@ -124,10 +209,8 @@ def build_model(name: str, **config_overrides):
 
 
 def build_processor(name: str, **overrides):
-    from .image_processing import HfSegImageProcessor
-
     entry = get_entry(name)
     labels = get_label_set(entry.dataset)
     kwargs = {"do_reduce_labels": labels.reduce_labels, "label_map": labels.label_map or None, **entry.processor}
     kwargs.update(overrides)
-    return HfSegImageProcessor(**kwargs)
+    return get_family(entry.family).processor_class(**kwargs)

@@ -33,7 +33,6 @@ ALLOWED_NAMES = {
     "conversion/config_reader.py": "helper safety: error message names the CSAIL config format",
     "demo.py": "helper cli: the demo's default zoo row",
     "cli.py": "helper cli: help texts list the families (the registry's folder names can say it without imports)",
-    "model_cards.py": "helper struct: legal facts move into the family folders",
 }
 
 

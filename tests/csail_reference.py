@@ -21,6 +21,8 @@ try:  # the original code is an optional test dependency (pip install --no-deps 
 except ImportError:  # pragma: no cover
     ModelBuilder = SegmentationModule = None
 
+from hf_seg.modeling.csail.original import build_original  # the original modules, incl. ResnetDilated(16)
+
 
 def _is_bn(module) -> bool:
     return isinstance(module, nn.modules.batchnorm._BatchNorm)
@@ -61,18 +63,22 @@ def randomize(model: nn.Module, sample: torch.Tensor, seed: int) -> None:
 
 
 class Reference:
-    """One original encoder/decoder pair, its checkpoint files and yacs config in a temporary folder."""
+    """One original encoder/decoder pair, its checkpoint files and config in a temporary folder.
+
+    ``config_names`` are the architecture names the config states (default: ``encoder``/``decoder``), e.g. the
+    argparse-era ``("resnet50_dilated16", "ppm_bilinear_deepsup")``; ``config_style`` is ``"yacs"`` (the
+    repository's config files) or ``"argparse"`` (train.py's arguments as a flat mapping, the 2018 code).
+    """
 
     def __init__(self, encoder: str, decoder: str, fc_dim: int, num_class: int = 150, seed: int = 0,
-                 input_hw=(64, 64), deep_sup_scale: float = 0.4):
+                 input_hw=(64, 64), deep_sup_scale: float = 0.4, config_names=None, config_style: str = "yacs"):
         if ModelBuilder is None:
             raise RuntimeError("mit-semseg is not installed")
         torch.manual_seed(seed)
         self.dir = Path(tempfile.mkdtemp(prefix="csail_ref_"))
         empty = self.dir / "empty.pth"
         torch.save({}, empty)  # a weights file stops ModelBuilder from downloading ImageNet weights
-        self.encoder = ModelBuilder.build_encoder(arch=encoder, fc_dim=fc_dim, weights=str(empty))
-        self.decoder = ModelBuilder.build_decoder(arch=decoder, fc_dim=fc_dim, num_class=num_class, weights=str(empty))
+        self.encoder, self.decoder = build_original(encoder, decoder, fc_dim, num_class, empty)
         self.module = SegmentationModule(self.encoder, self.decoder, nn.NLLLoss(ignore_index=-1),
                                          deep_sup_scale if decoder.endswith("deepsup") else None)
         generator = torch.Generator().manual_seed(seed + 1)
@@ -85,13 +91,21 @@ class Reference:
         self.module.eval()
         torch.save(self.encoder.state_dict(), self.dir / "encoder_epoch_20.pth")
         torch.save(self.decoder.state_dict(), self.dir / "decoder_epoch_20.pth")
-        self.config_path = self.dir / f"ade20k-{encoder}-{decoder}.yaml"
-        self.config_path.write_text(
-            "DATASET:\n  root_dataset: ./data/\n  num_class: %d\n  imgSizes: (300, 375, 450, 525, 600)\n"
-            "  imgMaxSize: 1000\n  padding_constant: 8\n  segm_downsampling_rate: 8\n"
-            "MODEL:\n  arch_encoder: %s\n  arch_decoder: %s\n  fc_dim: %d\n"
-            "TRAIN:\n  deep_sup_scale: %s\n" % (num_class, encoder, decoder, fc_dim, deep_sup_scale)
-        )
+        arch_encoder, arch_decoder = config_names or (encoder, decoder)
+        self.config_path = self.dir / f"ade20k-{arch_encoder}-{arch_decoder}.yaml"
+        if config_style == "yacs":
+            text = ("DATASET:\n  root_dataset: ./data/\n  num_class: %d\n  imgSizes: (300, 375, 450, 525, 600)\n"
+                    "  imgMaxSize: 1000\n  padding_constant: 8\n  segm_downsampling_rate: 8\n"
+                    "MODEL:\n  arch_encoder: %s\n  arch_decoder: %s\n  fc_dim: %d\n"
+                    "TRAIN:\n  deep_sup_scale: %s\n" % (num_class, arch_encoder, arch_decoder, fc_dim, deep_sup_scale))
+        elif config_style == "argparse":  # train.py's arguments of 2018 (vars(args)), as a flat mapping
+            text = ("arch_encoder: %s\narch_decoder: %s\nfc_dim: %d\nnum_class: %d\ndeep_sup_scale: %s\n"
+                    "imgSize: [300, 375, 450, 525, 600]\nimgMaxSize: 1000\npadding_constant: 8\n"
+                    "segm_downsampling_rate: 8\nroot_dataset: ./data/\n"
+                    % (arch_encoder, arch_decoder, fc_dim, num_class, deep_sup_scale))
+        else:
+            raise ValueError(f"config_style {config_style!r}")
+        self.config_path.write_text(text)
         self.num_class = num_class
 
     @torch.no_grad()

@@ -5,19 +5,25 @@ from __future__ import annotations
 from ...configuration_utils import HfSegConfig
 
 # channels of the feature maps each encoder returns, shallow to deep (the last one feeds the decoder)
+# ``dilated`` = output stride 8 (dilate_scale=8: layer3 and layer4 dilated), ``dilated16`` = output stride 16
+# (dilate_scale=16: layer4 only; the README's resnetXX_dilated16 of 2018, which today's ModelBuilder no longer names)
 ENCODER_CHANNELS = {
     "resnet18": (64, 128, 256, 512),
     "resnet18dilated": (64, 128, 256, 512),
+    "resnet18dilated16": (64, 128, 256, 512),
     "resnet50": (256, 512, 1024, 2048),
     "resnet50dilated": (256, 512, 1024, 2048),
+    "resnet50dilated16": (256, 512, 1024, 2048),
     "resnet101": (256, 512, 1024, 2048),
     "resnet101dilated": (256, 512, 1024, 2048),
+    "resnet101dilated16": (256, 512, 1024, 2048),
     # CSAIL taps MobileNetV2 after the first block of the stride-4/8/16(dilated)/32(dilated) stages and at the end
     "mobilenetv2dilated": (24, 32, 64, 160, 320),
     # HRNetV2-W48 returns one map: its four branches upsampled and concatenated
     "hrnetv2": (720,),
 }
-ENCODER_STRIDE = {name: 8 if name.endswith("dilated") else 32 for name in ENCODER_CHANNELS}
+ENCODER_STRIDE = {name: 8 if name.endswith("dilated") else 16 if name.endswith("dilated16") else 32
+                  for name in ENCODER_CHANNELS}
 ENCODER_STRIDE["hrnetv2"] = 4
 
 DECODERS = ("c1", "c1_deepsup", "ppm", "ppm_deepsup", "upernet", "upernet_lite")
@@ -28,8 +34,9 @@ class CsailConfig(HfSegConfig):
     r"""Encoder/decoder pair of the MIT CSAIL scene-parsing models.
 
     Args:
-        encoder: one of ``resnet18[dilated]``, ``resnet50[dilated]``, ``resnet101[dilated]``, ``mobilenetv2dilated``,
-            ``hrnetv2`` (``dilated`` = output stride 8).
+        encoder: one of ``resnet18[dilated|dilated16]``, ``resnet50[dilated|dilated16]``,
+            ``resnet101[dilated|dilated16]``, ``mobilenetv2dilated``, ``hrnetv2`` (``dilated`` = output stride 8,
+            ``dilated16`` = output stride 16, plain ResNets 32).
         decoder: ``c1``, ``c1_deepsup``, ``ppm``, ``ppm_deepsup``, ``upernet`` (FPN width 512) or ``upernet_lite`` (256).
         fc_dim: channels of the encoder's last map, as the original configs state it; checked against the encoder.
         deep_sup_scale: weight of the deep-supervision loss (decoders ending in ``_deepsup``); 0.4 in every release.

@@ -1,4 +1,16 @@
-"""Conversion of CSAIL checkpoints (``encoder_epoch_N.pth`` + ``decoder_epoch_N.pth``) and their yacs configs."""
+"""Conversion of CSAIL checkpoints (``encoder_epoch_N.pth`` + ``decoder_epoch_N.pth``) and their configs.
+
+Two config layouts: the repository's yacs ``.yaml`` (``MODEL.arch_encoder``, ``DATASET.num_class``, ...; 2019 on), or
+for checkpoints of the 2018 code, which had no config files, train.py's arguments as a flat YAML mapping::
+
+    arch_encoder: resnet50_dilated16
+    arch_decoder: ppm_bilinear_deepsup
+    fc_dim: 2048
+
+(optional: ``num_class``, ``deep_sup_scale``, ``imgSize``, ``imgMaxSize``, ``padding_constant``; train.py's defaults
+otherwise). Architecture names of either era are accepted in both layouts. A flat mapping also selects that code's
+preprocessing: BGR input in 0..255 minus its mean, resized without antialiasing (cv2).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ...conversion import ConversionError, OriginalConverter, Rule, drop, load_checkpoint_file
+from ...conversion import ConfigError, ConversionError, OriginalConverter, Rule, drop, load_checkpoint_file
 from ...label_sets import label_set_for
 from .configuration_csail import CsailConfig
 from .modeling_csail import CsailForSemanticSegmentation
@@ -49,6 +61,53 @@ def encoder_decoder_paths(paths) -> tuple:
     return (named["encoder"], named["decoder"]) if set(named) == {"encoder", "decoder"} else tuple(paths)
 
 
+# The code from 2018-04 to 2018-11-28 (train.py/test.py arguments, no config files) named the architectures
+# differently; the modules and their state-dict keys are the same as mit-semseg 1.0.0's (compared line by line).
+_ARGPARSE_ERA_ENCODERS = {
+    **{f"resnet{depth}_dilated8": f"resnet{depth}dilated" for depth in (18, 50, 101)},
+    **{f"resnet{depth}_dilated16": f"resnet{depth}dilated16" for depth in (18, 50, 101)},
+}
+_ARGPARSE_ERA_DECODERS = {"c1_bilinear": "c1", "c1_bilinear_deepsup": "c1_deepsup", "ppm_bilinear": "ppm",
+                          "ppm_bilinear_deepsup": "ppm_deepsup"}
+# what the argparse-era code fed the network: BGR, 0..255, minus a per-channel mean (dataset.py until 2019-08-03)
+_ARGPARSE_ERA_NORMALISATION = dict(channel_order="BGR", do_rescale=False,
+                                   image_mean=[102.9801, 115.9465, 122.7717], image_std=[1.0, 1.0, 1.0])
+
+
+def _architecture(name: str, aliases: dict[str, str]) -> str:
+    name = str(name).lower()
+    if name == "upernet_tmp":
+        raise ConfigError("arch_decoder upernet_tmp: the original ModelBuilder names UPerNetTmp but never defines "
+                          "it, so no checkpoint of it can exist")
+    return aliases.get(name, name)
+
+
+def original_fields(original: dict[str, Any]) -> dict[str, Any]:
+    """The fields that define a CSAIL model, from a yacs config (MODEL/DATASET/TRAIN sections, since 2019-06) or
+    the flat train.py/test.py arguments of the argparse era (``arch_encoder: resnet50_dilated8`` and so on).
+    Names of either era are accepted in both."""
+    if isinstance(original.get("MODEL"), dict):
+        model, dataset, train = original["MODEL"], original.get("DATASET", {}), original.get("TRAIN", {})
+        sizes, era = dataset.get("imgSizes", [450]), "yacs"
+    else:  # argparse era: the defaults are train.py's / eval.py's
+        model = dataset = train = original
+        sizes, era = original.get("imgSize", [450]), "argparse"
+    if "arch_encoder" not in model or "arch_decoder" not in model:
+        raise ConfigError("a CSAIL config names both arch_encoder and arch_decoder")
+    return dict(
+        era=era,
+        encoder=_architecture(model["arch_encoder"], _ARGPARSE_ERA_ENCODERS),
+        decoder=_architecture(model["arch_decoder"], _ARGPARSE_ERA_DECODERS),
+        fc_dim=int(model.get("fc_dim", 0)) or None,
+        num_class=int(dataset.get("num_class", 150)),
+        root_dataset=str(dataset.get("root_dataset", "")),
+        deep_sup_scale=float(train.get("deep_sup_scale", 0.4)),
+        img_sizes=[sizes] if isinstance(sizes, int) else list(sizes),
+        img_max_size=int(dataset.get("imgMaxSize", 1000)),
+        padding_constant=int(dataset.get("padding_constant", 8)),
+    )
+
+
 class CsailConverter(OriginalConverter):
     family = "csail"
     model_class = CsailForSemanticSegmentation
@@ -56,33 +115,37 @@ class CsailConverter(OriginalConverter):
     target_optional = (r".*\.num_batches_tracked",)
 
     def matches(self, original: dict[str, Any]) -> bool:
-        return isinstance(original.get("MODEL"), dict) and "arch_encoder" in original["MODEL"]
+        if isinstance(original.get("MODEL"), dict):
+            return "arch_encoder" in original["MODEL"]
+        return "arch_encoder" in original and "arch_decoder" in original  # train.py arguments as a mapping
 
     def build_config(self, original: dict[str, Any]) -> CsailConfig:
-        model, dataset = original["MODEL"], original.get("DATASET", {})
-        num_labels = int(dataset.get("num_class", 150))
-        label_set = label_set_for(num_labels, hint=str(dataset.get("root_dataset", "")) + "ade20k")
+        fields = original_fields(original)
+        num_labels = fields["num_class"]
+        label_set = label_set_for(num_labels, hint=fields["root_dataset"] + "ade20k")
         extra = {"id2label": label_set.id2label} if label_set else {}
         return CsailConfig(
-            encoder=model["arch_encoder"].lower(),
-            decoder=model["arch_decoder"].lower(),
-            fc_dim=int(model.get("fc_dim", 0)) or None,
-            deep_sup_scale=float(original.get("TRAIN", {}).get("deep_sup_scale", 0.4)),
+            encoder=fields["encoder"],
+            decoder=fields["decoder"],
+            fc_dim=fields["fc_dim"],
+            deep_sup_scale=fields["deep_sup_scale"],
             num_labels=num_labels,
             **extra,
         )
 
     def processor_kwargs(self, original: dict[str, Any]) -> dict[str, Any]:
-        dataset = original.get("DATASET", {})
-        sizes = dataset.get("imgSizes", [450])
-        sizes = [sizes] if isinstance(sizes, int) else list(sizes)
+        fields = original_fields(original)
+        sizes = fields["img_sizes"]
         # single-scale testing used 450 (the pre-config eval.py default); the configs list the multi-scale set
         short_side = 450 if 450 in sizes else sizes[len(sizes) // 2]
-        return dict(
-            resize_mode="short_side", short_side=short_side, max_size=int(dataset.get("imgMaxSize", 1000)),
-            size_divisor=int(dataset.get("padding_constant", 8)), antialias=True,
-            do_reduce_labels=True, ignore_index=255,
+        kwargs = dict(
+            resize_mode="short_side", short_side=short_side, max_size=fields["img_max_size"],
+            size_divisor=fields["padding_constant"], antialias=True, do_reduce_labels=True, ignore_index=255,
         )
+        if fields["era"] == "argparse":
+            # that code resized with cv2.resize (bilinear, no antialiasing) and normalised in BGR
+            kwargs.update(antialias=False, **_ARGPARSE_ERA_NORMALISATION)
+        return kwargs
 
     def read_checkpoints(self, paths):
         encoder_path, decoder_path = encoder_decoder_paths(paths)

@@ -1,6 +1,6 @@
 """MIT CSAIL scene-parsing models (semantic-segmentation-pytorch) as transformers models.
 
-Encoders come from timm where the math is the same (ResNet with the 64-64-128 deep stem and output stride 8,
+Encoders come from timm where the math is the same (ResNet with the 64-64-128 deep stem and output stride 8 or 16,
 MobileNetV2 with output stride 8); HRNetV2 is written here because CSAIL's fuses branches with bilinear resizing
 where timm's HRNet uses nearest upsampling. Decoder modules keep the original's attribute names so that the
 converter only has to rename the encoders.
@@ -17,18 +17,25 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from ...layers import PyramidPooling, conv_bn_relu, resize
 from ...losses import check_labels, cross_entropy, resize_labels_nearest
-from .configuration_csail import UPERNET_FPN_DIM, CsailConfig
+from .configuration_csail import ENCODER_STRIDE, UPERNET_FPN_DIM, CsailConfig
 
 
 # --------------------------------------------------------------------------------------------------- encoders
 class ResNetEncoder(nn.Module):
-    """timm ResNet (deep stem 64-64-128, as CSAIL's ImageNet models); ``dilated`` gives output stride 8."""
+    """timm ResNet (deep stem 64-64-128, as CSAIL's ImageNet models) at output stride 32, 16 or 8.
 
-    def __init__(self, depth: int, dilated: bool):
+    CSAIL's ``ResnetDilated(dilate_scale=8 or 16)`` removes the stride of layer3 and layer4 (8) or of layer4 only
+    (16); in a dilated stage the conv that had the stride gets half the stage's dilation (1 at 16, 2 at 8) and
+    every other 3x3 conv the full one, 1x1 downsamples keep dilation 1. timm's ``output_stride`` places
+    dilation the same way (a stage's first block gets the previous dilation, the rest the new one), conv by conv
+    for ResNet-18/50/101 (kernel, stride, dilation and padding compared with ``mit_semseg``).
+    """
+
+    def __init__(self, depth: int, output_stride: int):
         super().__init__()
         self.backbone = timm.create_model(
             f"resnet{depth}", pretrained=False, features_only=True, out_indices=(1, 2, 3, 4),
-            output_stride=8 if dilated else 32, stem_type="deep", stem_width=64,
+            output_stride=output_stride, stem_type="deep", stem_width=64,
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -162,7 +169,8 @@ class HRNetV2Encoder(nn.Module):
 
 def build_encoder(name: str) -> nn.Module:
     if name.startswith("resnet"):
-        return ResNetEncoder(int(name[len("resnet"):].replace("dilated", "")), dilated=name.endswith("dilated"))
+        depth = name[len("resnet"):].partition("dilated")[0]
+        return ResNetEncoder(int(depth), output_stride=ENCODER_STRIDE[name])
     if name == "mobilenetv2dilated":
         return MobileNetV2Encoder()
     if name == "hrnetv2":
@@ -278,7 +286,8 @@ class CsailPreTrainedModel(PreTrainedModel):
 
 
 class CsailForSemanticSegmentation(CsailPreTrainedModel):
-    """``logits`` are the decoder's class scores at its own stride (8 for dilated encoders, 4 for UPerNet/HRNetV2)."""
+    """``logits`` are the decoder's class scores at its own stride (8 for dilated encoders, 16 for dilated16 ones,
+    32 for plain ResNets, 4 for UPerNet/HRNetV2)."""
 
     def __init__(self, config: CsailConfig):
         super().__init__(config)

@@ -16,6 +16,8 @@ import torch
 from torch.nn import functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
+from .image_io import ImageReadError, decode_label_map, image_to_array, intensity_divisor, open_image
+
 RESIZE_MODES = ("fixed", "keep_ratio", "short_side", "none")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -104,12 +106,23 @@ class HfSegImageProcessor(BaseImageProcessor):
     def __call__(self, images, segmentation_maps=None, **kwargs) -> BatchFeature:
         return self.preprocess(images, segmentation_maps=segmentation_maps, **kwargs)
 
-    def preprocess(self, images, segmentation_maps=None, return_tensors="pt", **overrides) -> BatchFeature:
+    def preprocess(self, images, segmentation_maps=None, return_tensors="pt", input_data_format=None,
+                   **overrides) -> BatchFeature:
         """Turn one image or a list of images (PIL, numpy HWC/CHW, torch CHW) into ``pixel_values`` [B, 3, H, W].
 
         ``segmentation_maps`` (same count and sizes) become ``labels`` [B, H, W] int64. Any constructor argument can
-        be overridden per call.
+        be overridden per call. ``input_data_format`` (``"channels_last"``/``"channels_first"``) says where the
+        channels of arrays and tensors are; without it the layout is inferred from the shape and refused when both
+        ends could be channels (an image 1, 3 or 4 pixels high or wide). Integer values are read as
+        :func:`hf_seg.image_io.intensity_divisor` says (uint8 0..255, uint16 0..65535, other integer types by
+        value range); floats must hold 0..1. PIL images are read by :func:`hf_seg.image_io.image_to_array`, in their
+        EXIF orientation, exactly as ``hf-seg predict`` / evaluate / finetune read files.
         """
+        if input_data_format not in (None, "channels_first", "channels_last"):
+            input_data_format = getattr(input_data_format, "value", input_data_format)  # transformers' enum
+            if input_data_format not in ("channels_first", "channels_last"):
+                raise ValueError(f"input_data_format must be 'channels_first' or 'channels_last', got "
+                                 f"{input_data_format!r}")
         if overrides:
             unknown = set(overrides) - set(self.to_dict())
             if unknown:
@@ -118,12 +131,12 @@ class HfSegImageProcessor(BaseImageProcessor):
             settings.update(overrides)
             for key in ("image_processor_type", "processor_class", "auto_map"):
                 settings.pop(key, None)
-            return type(self)(**settings).preprocess(images, segmentation_maps, return_tensors)
+            return type(self)(**settings).preprocess(images, segmentation_maps, return_tensors, input_data_format)
 
         images = _as_list(images)
         if not images:
             raise ValueError("no images given")
-        pixel_values = [self._prepare_image(image, i) for i, image in enumerate(images)]
+        pixel_values = [self._prepare_image(image, i, input_data_format) for i, image in enumerate(images)]
         labels = None
         if segmentation_maps is not None:
             maps = _as_list(segmentation_maps)
@@ -207,34 +220,31 @@ class HfSegImageProcessor(BaseImageProcessor):
             height, width = _round_up(height, self.pad_size_divisor), _round_up(width, self.pad_size_divisor)
         return height, width
 
-    def _prepare_image(self, image, index: int) -> torch.Tensor:
+    def _prepare_image(self, image, index: int, input_data_format=None) -> torch.Tensor:
         """Any supported input -> float32 [3, H, W] in 0..255, RGB."""
         array = _to_array(image, index, kind="image")
+        if _is_pil(image):
+            input_data_format = "channels_last"
         if array.ndim == 2:
             array = array[None]
         elif array.ndim == 3:
-            # PIL and numpy images are channels-last by convention, torch tensors channels-first
-            channels_first = isinstance(image, torch.Tensor)
-            preferred, other = (0, -1) if channels_first else (-1, 0)
-            if array.shape[preferred] in (1, 3, 4):
-                axis = preferred
-            elif array.shape[other] in (1, 3, 4):
-                axis = other
-            else:
-                raise ValueError(f"image {index} has shape {array.shape}: expected 1, 3 or 4 channels")
+            axis = _channel_axis(array.shape, input_data_format, index)
             if axis == -1:
                 array = np.moveaxis(array, -1, 0)
         else:
             raise ValueError(f"image {index} has {array.ndim} dimensions: expected (H, W), (H, W, C) or (C, H, W)")
         if array.shape[1] == 0 or array.shape[2] == 0:
             raise ValueError(f"image {index} is empty (shape {array.shape})")
-        tensor = torch.from_numpy(np.array(array, copy=True, order="C"))  # owns its memory
-        if tensor.dtype == torch.uint8:
-            tensor = tensor.float()
-        elif tensor.dtype in (torch.int16, torch.int32, torch.uint16) or array.dtype == np.uint16:
-            tensor = tensor.float() / 257.0  # 16-bit -> 0..255
-        elif tensor.dtype.is_floating_point:
-            tensor = tensor.float()
+        if array.dtype.kind in "iu":
+            try:
+                divisor = intensity_divisor(array)
+            except ValueError as err:
+                raise ValueError(f"image {index}: {err}") from None
+            tensor = torch.from_numpy(np.array(array, dtype=np.float32, order="C"))  # owns its memory
+            if divisor != 1.0:
+                tensor /= divisor  # 16-bit -> 0..255
+        elif array.dtype.kind == "f":
+            tensor = torch.from_numpy(np.array(array, dtype=np.float32, order="C"))  # owns its memory
             if not torch.isfinite(tensor).all():
                 raise ValueError(f"image {index} contains NaN or infinite values")
             if tensor.min() < 0 or tensor.max() > 1:
@@ -246,7 +256,7 @@ class HfSegImageProcessor(BaseImageProcessor):
         if tensor.shape[0] == 1:
             tensor = tensor.expand(3, -1, -1)
         elif tensor.shape[0] == 4:
-            tensor = tensor[:3]  # RGBA: drop alpha (PIL images are composited by convert('RGB') already)
+            tensor = tensor[:3]  # RGBA: drop alpha, as decoding a file does (hf_seg.image_io)
         return tensor
 
     def _prepare_map(self, seg, index: int) -> torch.Tensor:
@@ -317,23 +327,47 @@ def _as_list(inputs) -> list:
     return [inputs]
 
 
-def _to_array(obj, index: int, kind: str) -> np.ndarray:
+def _is_pil(obj) -> bool:
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow is a dependency
-        Image = None
-    if Image is not None and isinstance(obj, Image.Image):
+        return False
+    return isinstance(obj, Image.Image)
+
+
+def _channel_axis(shape, input_data_format, index: int) -> int:
+    """0 (channels-first) or -1 (channels-last) for a 3-d image array of ``shape``."""
+    first, last = shape[0] in (1, 3, 4), shape[-1] in (1, 3, 4)
+    if input_data_format == "channels_first":
+        axis = 0
+    elif input_data_format == "channels_last":
+        axis = -1
+    elif first and last:
+        raise ValueError(f"image {index} has shape {tuple(shape)}: it could be (C, H, W) or (H, W, C); pass "
+                         "input_data_format='channels_first' or 'channels_last'")
+    elif first or last:
+        axis = 0 if first else -1
+    else:
+        raise ValueError(f"image {index} has shape {tuple(shape)}: expected 1, 3 or 4 channels first or last")
+    if shape[axis] not in (1, 3, 4):
+        raise ValueError(f"image {index} has shape {tuple(shape)}: {shape[axis]} channels with "
+                         f"input_data_format={input_data_format!r}; expected 1, 3 or 4")
+    return axis
+
+
+def _to_array(obj, index: int, kind: str) -> np.ndarray:
+    if _is_pil(obj):
         if kind == "image":
-            if obj.mode in ("I;16", "I;16B", "I;16L", "I"):
-                return np.array(obj).astype(np.uint16) if obj.mode != "I" else np.array(obj)
-            if obj.mode != "RGB":
-                obj = obj.convert("RGB")  # L, P, RGBA, CMYK, LA ...
-            return np.asarray(obj)
-        if obj.mode == "P" or obj.mode.startswith("I") or obj.mode == "L":
-            return np.array(obj)
-        raise ValueError(f"{kind} {index} is a PIL image of mode {obj.mode!r}: expected a single-channel map")
+            return image_to_array(open_image(obj))  # EXIF orientation, 16-bit, palette, CMYK, ... like files
+        try:
+            return decode_label_map(obj)
+        except ImageReadError as err:
+            raise ValueError(f"{kind} {index}: {err.reason}") from None
     if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().numpy()
+        obj = obj.detach().cpu()
+        if obj.dtype in (torch.bfloat16, torch.float16):
+            obj = obj.float()
+        return obj.numpy()
     if isinstance(obj, np.ndarray):
         return obj
     raise ValueError(f"{kind} {index} is a {type(obj).__name__}: expected a PIL image, numpy array or torch tensor")

@@ -56,17 +56,56 @@ def test_modes_and_bit_depths_are_converted():
     processor = HfSegImageProcessor(resize_mode="none", do_normalize=False, do_rescale=False)
     gray = Image.fromarray(np.full((4, 4), 100, np.uint8), mode="L")
     rgba = Image.fromarray(np.full((4, 4, 4), 100, np.uint8), mode="RGBA")
-    sixteen = np.full((4, 4, 3), 100 * 257, np.uint16)
-    for image in (gray, rgba, sixteen, torch.full((3, 4, 4), 100, dtype=torch.uint8)):
+    gray16 = Image.fromarray(np.full((4, 4), 100 * 257, np.uint16))  # PIL mode I;16
+    assert gray16.mode == "I;16"
+    sixteen = np.full((5, 6, 3), 100 * 257, np.uint16)
+    chw = torch.full((3, 5, 6), 100, dtype=torch.uint8)
+    for image in (gray, rgba, gray16, sixteen, chw):
         out = processor(image)["pixel_values"]
-        assert out.shape == (1, 3, 4, 4) and torch.allclose(out, torch.tensor(100.0)), type(image)
+        assert out.shape[:2] == (1, 3) and torch.allclose(out, torch.tensor(100.0)), type(image)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.int64, np.uint32, np.int8])
+def test_signed_and_wide_integers_are_read_by_value_range(dtype):
+    processor = HfSegImageProcessor(resize_mode="none", do_normalize=False, do_rescale=False)
+    eight_bit = np.full((5, 6, 3), 100, dtype)
+    assert torch.equal(processor(eight_bit)["pixel_values"], torch.full((1, 3, 5, 6), 100.0))  # not / 257
+    if np.iinfo(dtype).max >= 65535:
+        sixteen = np.full((5, 6, 3), 100 * 257, dtype)
+        assert torch.allclose(processor(sixteen)["pixel_values"], torch.tensor(100.0))
+    if np.iinfo(dtype).min < 0:
+        with pytest.raises(ValueError, match="negative"):
+            processor(np.full((5, 6, 3), -1, dtype))
+    if np.iinfo(dtype).max > 65535:
+        with pytest.raises(ValueError, match="0..65535"):
+            processor(np.full((5, 6, 3), 70000, dtype))
+
+
+def test_ambiguous_channel_layouts_are_refused_unless_stated():
+    processor = HfSegImageProcessor(resize_mode="none", do_normalize=False, do_rescale=False)
+    hwc = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)  # 4x4 RGB, or 4 channels of 4x3?
+    with pytest.raises(ValueError, match="input_data_format"):
+        processor(hwc)
+    with pytest.raises(ValueError, match="input_data_format"):
+        processor(torch.from_numpy(hwc))
+    last = processor(hwc, input_data_format="channels_last")["pixel_values"]
+    first = processor(np.moveaxis(hwc, -1, 0), input_data_format="channels_first")["pixel_values"]
+    assert last.shape == (1, 3, 4, 4) and torch.equal(last, first)
+    assert torch.equal(last[0, :, 1, 2], torch.tensor([18.0, 19.0, 20.0]))
+    with pytest.raises(ValueError, match="7 channels"):
+        processor(np.zeros((4, 5, 7), np.uint8), input_data_format="channels_last")
+    # unambiguous shapes need nothing, whichever end holds the channels
+    assert processor(np.zeros((5, 6, 3), np.uint8))["pixel_values"].shape == (1, 3, 5, 6)
+    assert processor(np.zeros((3, 5, 6), np.uint8))["pixel_values"].shape == (1, 3, 5, 6)
+    # PIL images have a layout: a 4x3 RGB picture is never ambiguous
+    assert processor(Image.new("RGB", (3, 4)))["pixel_values"].shape == (1, 3, 4, 3)
 
 
 @pytest.mark.parametrize("bad,match", [
     (np.zeros((0, 4, 3), np.uint8), "empty"),
     (np.zeros((2, 2, 2, 2, 3), np.uint8), "dimensions"),
-    (np.full((4, 4, 3), np.nan, np.float32), "NaN"),
-    (np.full((4, 4, 3), 3.0, np.float32), r"\[0, 1\]"),
+    (np.full((5, 6, 3), np.nan, np.float32), "NaN"),
+    (np.full((5, 6, 3), 3.0, np.float32), r"\[0, 1\]"),
     (np.zeros((5, 6, 7), np.uint8), "channels"),
     ("not an image", "expected a PIL image"),
 ])
@@ -77,13 +116,15 @@ def test_bad_images_raise_clear_errors(bad, match):
 
 def test_bad_segmentation_maps_raise_clear_errors():
     processor = HfSegImageProcessor(resize_mode="none")
-    image = np.zeros((4, 4, 3), np.uint8)
+    image = np.zeros((5, 6, 3), np.uint8)
     with pytest.raises(ValueError, match="segmentation map 0 is"):
-        processor(image, segmentation_maps=np.zeros((5, 4), np.uint8))
+        processor(image, segmentation_maps=np.zeros((6, 5), np.uint8))
     with pytest.raises(ValueError, match="integer class ids"):
-        processor(image, segmentation_maps=np.full((4, 4), 0.5))
+        processor(image, segmentation_maps=np.full((5, 6), 0.5))
     with pytest.raises(ValueError, match="2 images but 1"):
-        processor([image, image], segmentation_maps=[np.zeros((4, 4))])
+        processor([image, image], segmentation_maps=[np.zeros((5, 6))])
+    with pytest.raises(ValueError, match="one channel of class ids"):
+        processor(image, segmentation_maps=Image.new("RGB", (6, 5)))
 
 
 def test_config_errors():

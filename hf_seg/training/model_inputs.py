@@ -20,6 +20,7 @@ import torch
 from torch.nn import functional as F
 from torchvision import tv_tensors
 
+from ..image_io import decode_label_map, image_to_array, open_image, to_uint8
 from .transforms import seeded
 
 __all__ = ["TrainDataset", "EvalDataset", "EpochKeySampler", "SegmentationCollator", "check_dataset",
@@ -32,8 +33,10 @@ class DatasetCheckError(ValueError):
 
 def to_image_tensor(image) -> torch.Tensor:
     """A PIL image / numpy HWC / CHW tensor -> uint8 [3, H, W] RGB."""
-    if hasattr(image, "convert"):  # PIL
-        image = np.array(image.convert("RGB"))
+    if hasattr(image, "convert"):  # PIL: the one decoder (16-bit, palette, CMYK, EXIF ...), then 8 bits
+        image = to_uint8(image_to_array(open_image(image)))
+    elif isinstance(image, np.ndarray) and image.dtype.kind in "iu":
+        image = to_uint8(image)  # uint16 is 16-bit, other integer types by value range (as the processor reads them)
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
@@ -49,8 +52,8 @@ def to_image_tensor(image) -> torch.Tensor:
 
 
 def to_label_array(annotation) -> np.ndarray:
-    if hasattr(annotation, "mode"):  # PIL: keep palette indices / 16-bit values
-        return np.array(annotation)
+    if hasattr(annotation, "mode"):  # PIL: palette indices / 16-bit values kept, colour or non-integer maps refused
+        return decode_label_map(annotation)
     array = np.asarray(annotation)
     if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
         array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:-1])
@@ -139,7 +142,7 @@ class EvalDataset(torch.utils.data.Dataset):
         row = self.dataset[int(index)]
         image = to_image_tensor(row[self.image_column])
         labels = torch.from_numpy(np.asarray(self.label_fn(to_label_array(row[self.label_column])), dtype=np.int64))
-        batch = self.processor(images=image, segmentation_maps=labels)
+        batch = self.processor(images=image, segmentation_maps=labels, input_data_format="channels_first")
         return {"pixel_values": batch["pixel_values"][0], "labels": batch["labels"][0]}
 
 

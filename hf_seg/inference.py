@@ -22,25 +22,32 @@ accept an HF model too (its ``.logits`` is used). Nothing here imports model cod
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
 
 __all__ = [
     "DEFAULT_TTA_SCALES",
+    "TestProtocol",
     "aug_inference",
     "as_model_fn",
     "num_windows",
     "predict",
+    "predict_labels",
     "resize_logits",
     "scaled_size",
     "slide_inference",
     "slide_inference_reference",
     "slide_windows",
+    "upsample_argmax",
     "whole_inference",
 ]
 
 DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+# the most bytes of full-resolution class scores held at once by upsample_argmax / predict_labels (a 12-megapixel
+# photo and 150 classes would need 7.2 GB at once; in chunks of channels it needs this much)
+DEFAULT_SCORE_BYTES = 256 << 20
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -390,3 +397,161 @@ def num_windows(height: int, width: int, crop_size, stride) -> int:
     return (max(height - h_crop + h_stride - 1, 0) // h_stride + 1) * (
         max(width - w_crop + w_stride - 1, 0) // w_stride + 1)
 
+
+
+# ---------------------------------------------------------------------------------------------- labels
+def upsample_argmax(scores: torch.Tensor, size, align_corners: bool = False,
+                    max_bytes: int = DEFAULT_SCORE_BYTES) -> torch.Tensor:
+    """``resize_logits(scores, size).argmax(1)`` without holding all the resized scores: the classes are resized in
+    chunks that fit in ``max_bytes`` and a running maximum keeps the first best class, so the labels are exactly
+    those of the one-shot resize (each channel is interpolated independently). Returns int64 [B, *size]."""
+    size = _pair(size, "size")
+    batch, classes = scores.shape[:2]
+    per_class = batch * size[0] * size[1] * 4
+    step = max(1, int(max_bytes) // max(per_class, 1))
+    if tuple(scores.shape[-2:]) == size or step >= classes:
+        return resize_logits(scores.float(), size, align_corners).argmax(dim=1)
+    best = labels = None
+    for start in range(0, classes, step):
+        chunk = resize_logits(scores[:, start : start + step].float().contiguous(), size, align_corners)
+        index = chunk.argmax(dim=1, keepdim=True)
+        value = chunk.gather(1, index)[:, 0]
+        index = index[:, 0] + start
+        del chunk
+        if best is None:
+            best, labels = value, index
+        else:
+            better = value > best  # strictly: ties keep the earlier class, like argmax
+            best = torch.where(better, value, best)
+            labels = torch.where(better, index, labels)
+    return labels
+
+
+def predict_labels(
+    model,
+    pixel_values: torch.Tensor | Sequence[torch.Tensor],
+    output_size,
+    mode: str | None = None,
+    crop_size=None,
+    stride=None,
+    scales: Sequence[float] | None = None,
+    flip: bool | None = None,
+    batch_size: int | None = None,
+    pad_to_crop: bool | None = None,
+    align_corners: bool | None = None,
+    valid_size=None,
+    max_score_bytes: int = DEFAULT_SCORE_BYTES,
+    exact: bool = True,
+) -> torch.Tensor:
+    """Label maps int64 [B, *output_size]: :func:`predict`'s argmax, with bounded memory.
+
+    Without TTA the scores stay at the input's resolution and are upsampled class-chunk by class-chunk
+    (:func:`upsample_argmax`): the labels equal ``predict(...).argmax(1)`` exactly. With TTA each view's
+    probabilities are resized to ``output_size`` before averaging (mmseg's protocol), which needs
+    ``B x C x output_size`` floats; when that exceeds ``max_score_bytes`` and ``exact=False`` the views are averaged
+    at the largest view's size instead and the result upsampled the same chunked way (what ``hf-seg predict`` does
+    for large photos; evaluation keeps ``exact=True``).
+    """
+    config = getattr(model, "config", None)
+    views = list(pixel_values) if isinstance(pixel_values, (list, tuple)) else None
+    first = views[0] if views else pixel_values
+    out_size = _pair(output_size, "output_size")
+    if flip is None:
+        flip = bool(getattr(config, "test_flip", False) or False)
+    if scales is None:
+        scales = getattr(config, "test_scales", None)
+    tta = views is not None or flip or (scales is not None and tuple(scales) != (1.0,))
+    common = dict(mode=mode, crop_size=crop_size, stride=stride, batch_size=batch_size, pad_to_crop=pad_to_crop,
+                  align_corners=align_corners)
+    corners = align_corners if align_corners is not None else bool(getattr(config, "test_align_corners", False)
+                                                                   or False)
+    if not tta:
+        valid = _pair(valid_size, "valid_size") if valid_size is not None else tuple(first.shape[-2:])
+        scores = predict(model, pixel_values, scales=[1.0], flip=False, valid_size=valid_size, output_size=valid,
+                         **common)
+        return upsample_argmax(scores, out_size, corners, max_score_bytes)
+    num_labels = getattr(config, "num_labels", None) or 1
+    needed = first.shape[0] * num_labels * out_size[0] * out_size[1] * 4
+    if exact or needed <= max_score_bytes:
+        return predict(model, pixel_values, scales=scales, flip=flip, valid_size=valid_size, output_size=out_size,
+                       return_probabilities=True, **common).argmax(dim=1)
+    candidates = views if views is not None else [first]
+    sizes = valid_size if views is not None and valid_size is not None else [valid_size] * len(candidates)
+    work = max((_pair(v, "valid_size") if v is not None else tuple(c.shape[-2:]) for c, v in zip(candidates, sizes)),
+               key=lambda hw: hw[0] * hw[1])
+    work = (min(work[0], out_size[0]), min(work[1], out_size[1]))
+    probs = predict(model, pixel_values, scales=scales, flip=flip, valid_size=valid_size, output_size=work,
+                    return_probabilities=True, **common)
+    return upsample_argmax(probs, out_size, corners, max_score_bytes)
+
+
+# ---------------------------------------------------------------------------------------------- protocol
+@dataclass(frozen=True)
+class TestProtocol:
+    """How a model is run at test time, resolved once from its config and the user's overrides."""
+
+    mode: str = "whole"
+    crop_size: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    aug_test: bool = False
+    pad_to_crop: bool = True
+    align_corners: bool = False
+
+    @property
+    def tta(self) -> bool:
+        return self.flip or self.scales != (1.0,)
+
+    @classmethod
+    def resolve(cls, config=None, mode=None, crop_size=None, stride=None, aug_test: bool = False, scales=None,
+                flip=None) -> "TestProtocol":
+        """``config.test_mode``/``test_crop_size``/``test_stride`` unless overridden; with ``aug_test`` the scales
+        are ``scales`` or ``config.test_scales`` or mmseg's 0.5..1.75 and flip is on unless ``flip=False``;
+        without it, single scale and no flip (mmseg's default test), unless ``scales``/``flip`` are given."""
+
+        def cfg(name):
+            return getattr(config, name, None) if config is not None else None
+
+        mode = mode or cfg("test_mode") or "whole"
+        if mode not in ("whole", "slide"):
+            raise ValueError(f"mode must be 'whole' or 'slide', got {mode!r}")
+        crop = crop_size if crop_size is not None else cfg("test_crop_size")
+        step = stride if stride is not None else cfg("test_stride")
+        if mode == "slide":
+            if crop is None:
+                raise ValueError("slide mode needs a crop size (config.test_crop_size or --crop-size)")
+            crop = _pair(crop, "crop_size")
+            step = _pair(step, "stride") if step is not None else crop
+            if min(*crop, *step) <= 0:
+                raise ValueError(f"crop size {crop} and stride {step} must be positive")
+        else:
+            crop = _pair(crop, "crop_size") if crop is not None else None
+            step = _pair(step, "stride") if step is not None else None
+        if aug_test:
+            scales = tuple(float(s) for s in (scales or cfg("test_scales") or DEFAULT_TTA_SCALES))
+            flip = True if flip is None else bool(flip)
+        else:
+            scales = tuple(float(s) for s in scales) if scales else (1.0,)
+            flip = bool(flip)
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"TTA scales must be positive, got {list(scales)}")
+        pad = cfg("test_pad_to_crop")
+        corners = cfg("test_align_corners")
+        return cls(mode=mode, crop_size=crop, stride=step, scales=scales, flip=flip, aug_test=bool(aug_test),
+                   pad_to_crop=True if pad is None else bool(pad), align_corners=bool(corners))
+
+    def labels(self, model, views, output_size, valid=None, batch_size=None, exact: bool = True,
+               max_score_bytes: int = DEFAULT_SCORE_BYTES) -> torch.Tensor:
+        """:func:`predict_labels` with this protocol: ``views`` one [B, 3, h, w] tensor per scale (in
+        ``self.scales`` order), ``valid`` their unpadded sizes (or ``None``s)."""
+        views = list(views)
+        valid = list(valid) if valid is not None else [None] * len(views)
+        kwargs = dict(mode=self.mode, crop_size=self.crop_size, stride=self.stride, batch_size=batch_size,
+                      pad_to_crop=self.pad_to_crop, align_corners=self.align_corners, exact=exact,
+                      max_score_bytes=max_score_bytes)
+        if self.tta:
+            has_valid = any(v is not None for v in valid)
+            return predict_labels(model, views, output_size, flip=self.flip, valid_size=valid if has_valid else None,
+                                  **kwargs)
+        return predict_labels(model, views[0], output_size, scales=[1.0], flip=False, valid_size=valid[0], **kwargs)

@@ -26,6 +26,8 @@ class SegmentationData(Mapping):
     splits: dict
     info: DatasetInfo
     pairs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # folder layouts only
+    # folder layouts: images of each split that have no annotation file (left out of the split, reported here)
+    missing_labels: dict[str, list[str]] = field(default_factory=dict)
 
     def __getitem__(self, split: str):
         if split in self.splits:
@@ -43,7 +45,9 @@ class SegmentationData(Mapping):
 
     def __repr__(self) -> str:
         sizes = {k: len(v) for k, v in self.splits.items()}
-        return f"SegmentationData({self.info.name}, layout={self.info.layout}, splits={sizes})"
+        unlabelled = {k: len(v) for k, v in self.missing_labels.items() if v}
+        extra = f", images without annotation={unlabelled}" if unlabelled else ""
+        return f"SegmentationData({self.info.name}, layout={self.info.layout}, splits={sizes}{extra})"
 
 
 def pairs_to_dataset(pairs):
@@ -141,11 +145,12 @@ def load_segmentation_dataset(
                 raise
         else:
             splits = [canonical_split(split)] if split else found.splits(root)
-            datasets_, pairs, info = {}, {}, None
+            datasets_, pairs, missing, info = {}, {}, {}, None
             for s in splits:
                 files = find_pairs(root, s, found.name)
                 datasets_[s] = pairs_to_dataset(files.pairs)
                 pairs[s] = files.pairs
+                missing[s] = list(files.missing_labels)
                 info = files.info
             if info is None:
                 raise DatasetLayoutError(f"{root} ({found.name} layout) has no split with labels")
@@ -153,7 +158,7 @@ def load_segmentation_dataset(
             if id2label is not None:
                 info = info.replace(id2label={int(k): str(v) for k, v in id2label.items()},
                                     num_labels=len(id2label))
-            return SegmentationData(datasets_, info, pairs)
+            return SegmentationData(datasets_, info, pairs, missing)
 
     import datasets
 

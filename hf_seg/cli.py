@@ -40,10 +40,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is the whole story (raised by hf_seg for input the user can fix)."""
     from .conversion import ConfigError, ConversionError
     from .data import DatasetLayoutError
+    from .evaluation import EvaluationError
+    from .image_io import ImageReadError
+    from .predict import PredictError
     from .training.model_inputs import DatasetCheckError
     from .zoo import ModelLoadError
 
-    return UsageError, ModelLoadError, DatasetLayoutError, DatasetCheckError, ConfigError, ConversionError
+    return (UsageError, ModelLoadError, DatasetLayoutError, DatasetCheckError, ConfigError, ConversionError,
+            EvaluationError, PredictError, ImageReadError)
 
 
 # ----------------------------------------------------------------------------------------------------- commands
@@ -77,28 +81,15 @@ def _models(args) -> int:
 
 
 def _predict_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Segment an image with the model's test protocol and write a "
-                                                       "coloured overlay and the label PNG.")
-    p.add_argument("image", help="image file")
-    p.add_argument("--model", required=True, help="converted/finetuned folder, zoo name (random weights) or hub id "
-                                                  "org/name")
-    p.add_argument("--out", required=True, help="overlay PNG to write")
-    p.add_argument("--labels-out", help="label PNG to write (default: next to --out, *_labels.png)")
-    p.add_argument("--device", default="cpu")
-    return p
+    from .predict_args import build_parser as predict_parser
+
+    return predict_parser(prog=prog)
 
 
 def _predict(args) -> int:
-    if not os.path.isfile(args.image):
-        from .hub_or_path import similar_paths
+    from .predict import run
 
-        close = similar_paths(args.image)
-        raise UsageError(f"no image file {args.image!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
-    from .predict import predict_to_files
-
-    for path in predict_to_files(args.image, args.model, args.out, label_path=args.labels_out, device=args.device):
-        print(f"wrote {path}")
-    return 0
+    return run(args)
 
 
 def _convert_parser(prog: str) -> argparse.ArgumentParser:
@@ -196,7 +187,8 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "models": Command("list the model zoo (paper numbers, crop, test protocol, hub id)", _models_parser, _models),
-    "predict": Command("segment an image: coloured overlay + label PNG", _predict_parser, _predict),
+    "predict": Command("segment images (files, folders, globs, - for stdin): label PNGs, overlays with a legend",
+                       _predict_parser, _predict),
     "evaluate": Command("mIoU / mAcc / aAcc on a dataset with the paper's test protocol", _evaluate_parser, _evaluate),
     "finetune": Command("finetune a model on a segmentation dataset (transformers.Trainer)", None, run_argv=_finetune),
     "demo": Command("finetune a compact model on the bundled CamVid images from scratch, evaluate it, draw predictions",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Processes", "init_processes", "default_num_workers"]
+__all__ = ["Processes", "command_argv", "default_num_workers", "init_processes"]
 
 
 @dataclass
@@ -106,3 +106,12 @@ def default_num_workers(processes: Processes) -> int:
     if processes.device.type == "cuda":
         return min(8, per_process)
     return 0 if cores <= 1 else min(2, per_process)
+
+
+def command_argv(command: str) -> list[str]:
+    """This command's arguments from ``sys.argv`` (``hf-seg COMMAND ARGS``, ``scripts/COMMAND.py ARGS`` or
+    ``python -m hf_seg.MODULE ARGS``), for starting the same run in more processes."""
+    import sys
+
+    argv = sys.argv[1:]
+    return argv[1:] if argv[:1] == [command] else argv

@@ -35,7 +35,7 @@ from .data.inference_data import (
     plan_batches,
     undecoded,
 )
-from .distributed import Processes, default_num_workers, init_processes
+from .distributed import Processes, command_argv, default_num_workers, init_processes
 from .evaluation_args import DTYPE_NAMES, build_parser
 from .inference import TestProtocol, num_windows
 from .metrics import MeanIoU
@@ -361,20 +361,13 @@ def _size_arg(values):
     return [values[0], values[0]] if len(values) == 1 else list(values[:2])
 
 
-def _command_argv(command: str) -> list[str]:
-    """This command's arguments from ``sys.argv`` (``hf-seg evaluate ARGS``, ``scripts/evaluate.py ARGS`` or
-    ``python -m hf_seg.evaluation ARGS``), for starting the same run in more processes."""
-    argv = sys.argv[1:]
-    return argv[1:] if argv[:1] == [command] else argv
-
-
 def run(args) -> dict[str, Any]:
     """``hf-seg evaluate``: evaluate, print the report and write the files (process 0). Under
     ``accelerate launch --cpu --num_processes N`` when accelerate started a single process, the N processes are
     started here (``hf_seg.training.launch``) and this process exits with their status."""
     from .training.launch import relaunch_if_single_cpu_process
 
-    status = relaunch_if_single_cpu_process("hf_seg.evaluation", _command_argv("evaluate"))
+    status = relaunch_if_single_cpu_process("hf_seg.evaluation", command_argv("evaluate"))
     if status is not None:
         raise SystemExit(status)
     processes = init_processes(args.device)

@@ -97,7 +97,9 @@ def test_hf_seg_predict_writes_overlay_and_labels(tiny_csail_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     overlay, labels = Image.open(out), Image.open(tmp_path / "overlay_labels.png")
     image = Image.open(ADE_IMAGE)
-    assert overlay.size == labels.size == image.size and overlay.mode == "RGB" and labels.mode == "L"
+    assert labels.size == image.size and overlay.mode == "RGB" and labels.mode == "L"
+    # the overlay carries a colour legend of the classes present on its right
+    assert overlay.height == image.height and overlay.width > image.width
     assert np.asarray(labels).max() < 150
 
 
@@ -105,3 +107,34 @@ def test_hf_seg_models_lists_the_zoo():
     result = subprocess.run([sys.executable, "-m", "hf_seg.cli", "models"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0
     assert "csail-ade20k-resnet50dilated-ppm-deepsup" in result.stdout and "42.14" in result.stdout
+
+
+def test_hf_seg_pipeline_runs_the_test_protocol_and_reads_16_bit(tiny_csail_dir, tmp_path):
+    """transformers' pipeline runs whole-image and reads 16-bit files as white; hf_seg's pipeline class slides the
+    window of a slide-mode model and reads files with the one decoder, giving hf-seg predict's labels."""
+    from hf_seg.pipeline import segmentation_pipeline
+    from hf_seg.predict import segment
+
+    model = AutoModelForSemanticSegmentation.from_pretrained(tiny_csail_dir).eval()
+    model.config.test_mode, model.config.test_crop_size, model.config.test_stride = "slide", [64, 64], [48, 48]
+    model.save_pretrained(tmp_path / "slide")
+    AutoImageProcessor.from_pretrained(tiny_csail_dir).save_pretrained(tmp_path / "slide")
+    processor = AutoImageProcessor.from_pretrained(tmp_path / "slide")
+    grey = np.array(Image.open(ADE_IMAGE).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")
+    Image.fromarray(grey, mode="L").save(tmp_path / "eight.png")
+    segmenter = segmentation_pipeline(str(tmp_path / "slide"))
+    expected = segment(str(tmp_path / "eight.png"), model, processor)
+    for path in ("eight.png", "sixteen.png"):
+        segments = segmenter(str(tmp_path / path))
+        labels = np.zeros(expected.shape, np.int64)
+        label2id = {name: int(k) for k, name in model.config.id2label.items()}
+        for s in segments:
+            labels[np.asarray(s["mask"]) > 0] = label2id[s["label"]]
+        assert np.array_equal(labels, expected), path
+    # the slide protocol matters: whole-image inference gives other labels on this image
+    from hf_seg.inference import predict
+
+    whole = predict(model, processor(Image.open(tmp_path / "eight.png"))["pixel_values"], mode="whole",
+                    output_size=expected.shape).argmax(1)[0].numpy()
+    assert not np.array_equal(whole, expected)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import sys
 import warnings
 from dataclasses import dataclass

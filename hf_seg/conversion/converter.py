@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,24 +38,95 @@ class OriginalConverter:
     def rules(self, config) -> list[Rule]:
         raise NotImplementedError
 
+    def config_for(self, original: dict[str, Any], source: dict[str, torch.Tensor]):
+        """The model config for ``original``; a family whose config depends on the checkpoint's tensors overrides
+        this (the default ignores ``source``)."""
+        return self.build_config(original)
+
     def read_checkpoints(self, paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
         if len(paths) != 1:
             raise ConversionError(f"{self.family} checkpoints are one file, got {len(paths)}")
         return load_checkpoint_file(paths[0])
 
     def convert(self, original: dict[str, Any], checkpoint_paths: Sequence[str | Path]):
-        """Build the model for ``original`` and load the converted weights; returns (model, processor, report)."""
+        """Build the model for ``original`` and load the converted weights; returns (model, processor, report).
+
+        The config's shapes are compared with the checkpoint's before the model is built: first on the meta device
+        (no weights allocated), and that build stops as soon as the config asks for more tensors than the checkpoint
+        could fill, so ``depth=100000`` is refused at once instead of building a giant model."""
         from ..families import get_family
 
-        config = self.build_config(original)
-        model = self.model_class(config)
         source = self.read_checkpoints(checkpoint_paths)
-        state, report = convert_state_dict(source, self.rules(config), model.state_dict(),
-                                           target_optional=self.target_optional)
+        config = _config_step(f"the config does not describe a valid {self.family} model",
+                              lambda: self.config_for(original, source))
+        planned = self.planned_state_dict(config, source)
+        state, report = convert_state_dict(source, self.rules(config), planned, target_optional=self.target_optional)
+        model = _config_step(f"cannot build the {self.family} model the config describes",
+                             lambda: self.model_class(config))
         model.load_state_dict(state, strict=False)  # completeness was checked above, optional keys excepted
         model.eval()
-        processor = get_family(self.family).processor_class(**self.processor_kwargs(original))
+        processor_class = get_family(self.family).processor_class
+        processor = _config_step(f"the config's test settings are not valid for the {self.family} image processor",
+                                 lambda: processor_class(**self.processor_kwargs(original)))
         return model, processor, report
+
+    def planned_state_dict(self, config, source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The state dict (meta tensors: names and shapes only) of the model ``config`` describes, built within a
+        budget the checkpoint sets: twice its elements (plus buffers the model computes itself) and four times its
+        tensors (split tensors). A bigger model cannot match the checkpoint, so building it stops there."""
+        from accelerate import init_empty_weights
+
+        max_elements = 2 * sum(t.numel() for t in source.values()) + (1 << 22)
+        max_tensors = 4 * len(source) + 256
+        with init_empty_weights(include_buffers=False), _registration_budget(max_elements, max_tensors, source):
+            model = _config_step(f"cannot build the {self.family} model the config describes",
+                                 lambda: self.model_class(config))
+        return model.state_dict()
+
+
+_CONFIG_MISTAKES = (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError)
+
+
+def _config_step(what: str, step: Callable[[], Any]) -> Any:
+    """Run ``step``; a config value the family code cannot use (``patch_size=0``, ``arch_encoder: 5``, a missing
+    key) becomes a :class:`ConfigError` saying ``what`` and why, not a traceback."""
+    try:
+        return step()
+    except (ConfigError, ConversionError):
+        raise
+    except _CONFIG_MISTAKES as err:
+        detail = f"missing key {err}" if isinstance(err, KeyError) else f"{type(err).__name__}: {err}"
+        raise ConfigError(f"{what}: {detail}") from err
+
+
+@contextmanager
+def _registration_budget(max_elements: int, max_tensors: int, source: dict[str, torch.Tensor]):
+    """Stop building a model (:class:`ConversionError`) once its parameters and buffers exceed the budget."""
+    from torch.nn.modules import module as nn_module
+
+    used = {"elements": 0, "tensors": 0}
+
+    def count(_module, name, tensor):
+        if tensor is None:
+            return None
+        used["elements"] += tensor.numel()
+        used["tensors"] += 1
+        if used["elements"] > max_elements or used["tensors"] > max_tensors:
+            held = sum(t.numel() for t in source.values())
+            raise ConversionError(
+                f"the config describes a model larger than the checkpoint (more than {used['tensors']} tensors / "
+                f"{used['elements']:,} values built so far; the checkpoint holds {len(source)} tensors / {held:,} "
+                f"values): building it was stopped. Check the config's depth and widths, or whether the checkpoint "
+                f"belongs to this config")
+        return None
+
+    handles = [nn_module.register_module_parameter_registration_hook(count),
+               nn_module.register_module_buffer_registration_hook(count)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def find_converter(original: dict[str, Any], config_path: str | Path = "") -> OriginalConverter:

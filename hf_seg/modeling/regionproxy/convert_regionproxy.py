@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ...conversion import ConfigError, ConversionError, OriginalConverter, Rule, convert_state_dict
+from ...conversion import ConfigError, ConversionError, OriginalConverter, Rule
 from ...label_sets import get_label_set, label_set_for
 from .configuration_regionproxy import HYBRID_CHANNELS, HYBRID_EMBED_LAYERS, RegionProxyConfig
 from .modeling_regionproxy import RegionProxyForSemanticSegmentation
@@ -236,20 +234,9 @@ class RegionProxyConverter(OriginalConverter):
             Rule(r"decode_head\.affinity_head\.1\.conv\.(weight|bias)", r"head.affinity_logits.\1"),
         ]
 
-    def convert(self, original: dict[str, Any], checkpoint_paths: Sequence[str | Path]):
-        """As the base class, but the config is built after reading the checkpoint: the hybrid stem's widths
-        are read from its tensors."""
-        from ...image_processing import HfSegImageProcessor
-
-        source = self.read_checkpoints(checkpoint_paths)
-        config = self.build_config(original, source)
-        model = self.model_class(config)
-        state, report = convert_state_dict(source, self.rules(config), model.state_dict(),
-                                           target_optional=self.target_optional)
-        model.load_state_dict(state, strict=False)
-        model.eval()
-        processor = HfSegImageProcessor(**self.processor_kwargs(original))
-        return model, processor, report
+    def config_for(self, original: dict[str, Any], source: dict[str, torch.Tensor]):
+        """The hybrid stem's widths are read from the checkpoint's tensors."""
+        return self.build_config(original, source)
 
 
 __all__ = ["RegionProxyConverter", "ConversionError"]

@@ -408,6 +408,61 @@ def test_cached_build_reloads(kernel):
     assert K.is_available("cpu")
 
 
+def _damaged_cache_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of this session's CPU build in a fresh cache root, its library truncated to half (a crash or a full
+    disk while it was copied); returns (cache root, library)."""
+    built = K.build(cuda=False)
+    root = tmp_path / "cache"
+    shutil.copytree(built, root / built.name)
+    (library,) = (root / built.name).glob("*.so")
+    data = library.read_bytes()
+    library.write_bytes(data[: len(data) // 2])
+    return root, library
+
+
+def _run_in_subprocess(code: str, cache: Path, **env) -> subprocess.CompletedProcess:
+    env = dict(os.environ, **{K.ENV_CACHE: str(cache)}, **env)
+    env.pop(K.ENV_DISABLE, None)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_truncated_cached_library_is_rebuilt_not_loaded(kernel, tmp_path):
+    """A truncated ``.so`` with its marker used to be loaded and kill the process with SIGBUS (exit 135); its
+    checksum no longer matches the marker's, so it is rebuilt (here: relinked from the cached objects)."""
+    if sys.platform == "win32":
+        pytest.skip("POSIX shared libraries")
+    cache, library = _damaged_cache_copy(tmp_path)
+    marker = library.parent / "BUILD_OK"
+    code = ("import torch, hf_seg.kernels as k; k.build(cuda=False); "
+            "from hf_seg.kernels import _loader; print('ops', _loader.get_ops('cpu') is not None)")
+    result = _run_in_subprocess(code, cache)
+    assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
+    assert "ops True" in result.stdout and "does not match its build record" in result.stderr
+    facts = dict(line.split(" ", 1) for line in marker.read_text().splitlines() if " " in line)
+    assert int(facts["size"]) == library.stat().st_size and facts["sha256"] == _loader._sha256(library)
+
+
+def test_truncated_cached_library_falls_back_when_it_cannot_be_rebuilt(kernel, tmp_path):
+    """No working compiler: the damaged library is still not loaded; the pure-PyTorch path runs, with a warning."""
+    if sys.platform == "win32":
+        pytest.skip("POSIX shared libraries")
+    cache, _ = _damaged_cache_copy(tmp_path)
+    code = ("import warnings, torch, hf_seg.kernels as k\n"
+            "from hf_seg.kernels import msda\n"
+            "v = torch.randn(1, 12, 2, 4); ss = torch.tensor([[3, 4]]); st = torch.tensor([0])\n"
+            "loc = torch.rand(1, 5, 2, 1, 2, 2); attn = torch.rand(1, 5, 2, 1, 2)\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    out = k.ms_deform_attn(v, ss, st, loc, attn)\n"
+            "ref = k.ms_deform_attn(v, ss, st, loc, attn, backend='pytorch')\n"
+            "assert torch.allclose(out, ref)\n"
+            "print('fallback', any(issubclass(w.category, k.KernelFallbackWarning) for w in caught))\n")
+    result = _run_in_subprocess(code, cache, CXX="/nonexistent/c++")
+    assert result.returncode == 0, (result.returncode, result.stderr[-3000:])
+    assert "fallback True" in result.stdout
+
+
 # --------------------------------------------------------------------------------- torch.compile / export
 class _TinyMSDA(torch.nn.Module):
     def __init__(self, shapes, backend):

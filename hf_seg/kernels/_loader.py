@@ -16,6 +16,9 @@ The library registers its operators under a namespace that contains the key
 process. Those raw operators are wrapped by the public custom op
 ``torch.ops.hf_seg.ms_deform_attn`` in :mod:`hf_seg.kernels.msda`.
 
+A build is complete when its ``BUILD_OK`` marker exists; the marker records the library's size and SHA-256, checked
+before every load (a truncated library would kill the process with SIGBUS): a mismatch removes it and rebuilds.
+
 If a build or load fails, :func:`get_ops` records the error, emits one
 :class:`KernelFallbackWarning` per process and returns ``None`` so that callers fall back
 to pure PyTorch. ``HF_SEG_DISABLE_KERNELS=1`` turns every compiled kernel off.
@@ -196,7 +199,7 @@ def _build_and_load(cuda: bool, verbose: bool) -> str:
     lib_name = namespace + (".pyd" if sys.platform == "win32" else ".so")
     lib_path = build_directory / lib_name
     marker = build_directory / "BUILD_OK"
-    if marker.is_file() and lib_path.is_file():
+    if _verified_library(marker, lib_path):
         torch.ops.load_library(str(lib_path))
     else:
         for src in _source_files(cuda):
@@ -224,10 +227,59 @@ def _build_and_load(cuda: bool, verbose: bool) -> str:
                 with_cuda=cuda,
                 is_python_module=False,
             )
-        marker.write_text(f"{namespace}\n{lib_path}\n")
+        _write_marker(marker, namespace, lib_path)
     if not _ops_loaded(namespace):
         raise RuntimeError(f"{lib_path} was loaded but registered no operators under {namespace}")
     return namespace
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_marker(marker: Path, namespace: str, lib_path: Path) -> None:
+    """The completion marker: written (atomically) only after a successful build, with the library's size and
+    SHA-256, so a library truncated or overwritten later is recognised before it is loaded."""
+    text = f"{namespace}\n{lib_path}\nsize {lib_path.stat().st_size}\nsha256 {_sha256(lib_path)}\n"
+    temporary = marker.with_name(f"{marker.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, marker)
+
+
+def _verified_library(marker: Path, lib_path: Path) -> bool:
+    """Whether the cached library is the one the marker vouches for. Loading a damaged shared library is not an
+    error Python can catch: a truncated one kills the process with SIGBUS. So a library that does not match its
+    marker (or a marker from before markers had checksums) is removed, and the caller rebuilds it; the linker
+    then writes a new file, which processes that still map the old one do not notice."""
+    if not marker.is_file():
+        return False
+    if not lib_path.is_file():
+        return False
+    try:
+        facts = dict(line.split(" ", 1) for line in marker.read_text().splitlines() if " " in line)
+        expected_size, expected_sha = int(facts["size"]), facts["sha256"].strip()
+        size = lib_path.stat().st_size
+        actual_sha = _sha256(lib_path) if size == expected_size else None
+    except (OSError, KeyError, ValueError):
+        expected_size = size = actual_sha = expected_sha = None
+    if actual_sha is not None and actual_sha == expected_sha:
+        return True
+    logger.warning(
+        "hf_seg.kernels: the cached library %s does not match its build record (%s); rebuilding it",
+        lib_path,
+        "no checksum recorded" if expected_sha is None else
+        f"{size} bytes, expected {expected_size}" if size != expected_size else "checksum differs",
+    )
+    for path in (marker, lib_path):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+    return False
 
 
 def build(verbose: bool = False, cuda: Optional[bool] = None) -> Path:

@@ -247,6 +247,22 @@ def push_folder(output: Path, repo_id: str, token: str | None = None, private: b
     return f"https://huggingface.co/{repo_id}"
 
 
+# an absolute local path (POSIX, home-relative or Windows), also inside a command line; not a URL's path
+_LOCAL_PATH = re.compile(r"(?<![\w.:/~-])(?:~?/|[A-Za-z]:[\\/])[^\s'\"]+")
+
+
+def without_local_paths(data: Any) -> Any:
+    """``data`` (an evaluation JSON) with every absolute local path replaced by its last component, so that a
+    release does not publish where the model, dataset and command lived on the releaser's machine."""
+    if isinstance(data, dict):
+        return {key: without_local_paths(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [without_local_paths(value) for value in data]
+    if isinstance(data, str):
+        return _LOCAL_PATH.sub(lambda m: Path(m.group(0).replace("\\", "/")).name or ".", data)
+    return data
+
+
 def release(
     row: str | ZooEntry,
     original_checkpoints: Sequence[str | Path],
@@ -279,7 +295,7 @@ def release(
 
     evals = []  # validate before doing any work
     for path in eval_jsons:
-        data = json.loads(Path(path).read_text())
+        data = without_local_paths(json.loads(Path(path).read_text()))
         parse_eval_json(data, source=str(path), entry=entry)
         evals.append(data)
 

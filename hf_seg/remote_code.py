@@ -13,6 +13,7 @@ import ast
 import importlib
 import inspect
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 PACKAGE = "hf_seg"
@@ -115,18 +116,32 @@ def save_with_remote_code(model, save_directory, processor=None) -> list[Path]:
         path.write_text(_rewrite(module, flat))
         written.append(path)
 
-    model.config.auto_map = {
+    auto_map = {
         "AutoConfig": f"{flat[config_class.__module__]}.{config_class.__name__}",
         "AutoModelForSemanticSegmentation": f"{flat[model_class.__module__]}.{model_class.__name__}",
     }
-    model.save_pretrained(save_directory)
+    with _temporarily(model.config, "auto_map", auto_map):  # the caller's model is left as it was
+        model.save_pretrained(save_directory)
     if processor is not None:
-        processor.auto_map = {"AutoImageProcessor": f"{flat[type(processor).__module__]}.{type(processor).__name__}"}
-        try:
+        auto_map = {"AutoImageProcessor": f"{flat[type(processor).__module__]}.{type(processor).__name__}"}
+        with _temporarily(processor, "auto_map", auto_map):
             processor.save_pretrained(save_directory)
-        finally:
-            del processor.auto_map
     return written
+
+
+@contextmanager
+def _temporarily(obj, name: str, value):
+    """Set ``obj.name = value`` for the duration, then restore the attribute (or its absence)."""
+    missing = object()
+    previous = obj.__dict__.get(name, missing)
+    setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        if previous is missing:
+            delattr(obj, name)
+        else:
+            setattr(obj, name, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover - debugging aid: list what a family bundles

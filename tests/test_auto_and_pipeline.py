@@ -61,6 +61,8 @@ def test_remote_code_loads_without_hf_seg(tiny_csail_dir, tmp_path):
     model = AutoModelForSemanticSegmentation.from_pretrained(tiny_csail_dir).eval()
     processor = AutoImageProcessor.from_pretrained(tiny_csail_dir)
     save_with_remote_code(model, tmp_path, processor)
+    # the caller's objects are not changed (a later save_pretrained must not point at code files it lacks)
+    assert getattr(model.config, "auto_map", None) is None and getattr(processor, "auto_map", None) is None
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["auto_map"]["AutoModelForSemanticSegmentation"] == "modeling_csail.CsailForSemanticSegmentation"
     x = torch.randn(1, 3, 64, 64)

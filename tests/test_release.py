@@ -93,18 +93,34 @@ def test_dry_run_script_recomputes_with_the_original_code(csail_original, tmp_pa
 def test_stored_outputs_and_eval_json(csail_original, stored_outputs, tmp_path, capsys):
     input_path, expected_path = stored_outputs
     eval_json = tmp_path / "eval.json"
-    eval_json.write_text(json.dumps({"mean_iou": 0.3312, "overall_accuracy": 0.75, "dataset": "ade20k"}))
+    eval_json.write_text(json.dumps({"mean_iou": 0.3312, "overall_accuracy": 0.75, "dataset": "ade20k",
+                                     "model": str(tmp_path / "models" / "mine"),
+                                     "command": f"scripts/evaluate.py --model {tmp_path}/models/mine"}))
     out = tmp_path / "hub"
     assert rel.main(_args(csail_original, out, ROW, "--expected", expected_path, "--input", input_path,
                           "--eval-json", eval_json)) == 0
     parity = json.loads((out / "parity.json").read_text())
     assert parity["passed"] and "stored original outputs" in parity["method"]
     assert parity["input_shape"] == list(csail_original.pixel_values.shape)
-    assert (out / "eval-0.json").is_file()
+    published = (out / "eval-0.json").read_text()
+    assert str(tmp_path) not in published and json.loads(published)["model"] == "mine"
     card = _card(out / "README.md")
     ours = {r.metric_name: r.metric_value for r in card.data.eval_results if r.source_name == mc.REPRODUCTION_SOURCE}
     assert ours["mIoU (single-scale, hf_seg)"] == 33.12
     assert "dry run" in capsys.readouterr().out
+
+
+def test_eval_json_loses_local_paths_before_it_is_published():
+    record = {"model": "/home/me/models/setr-x/", "dataset": "~/data/ADEChallengeData2016", "split": "validation",
+              "command": "scripts/evaluate.py --model=/home/me/models/setr-x --dataset C:\\data\\ade --stride 341",
+              "hub": "https://huggingface.co/hf-seg/setr-x", "relative": "runs/setr/eval.json", "ratio": "512/1024",
+              "nested": [{"path": "/tmp/a b/c.png"}], "mean_iou": 0.5}
+    clean = rel.without_local_paths(record)
+    assert clean == {"model": "setr-x", "dataset": "ADEChallengeData2016", "split": "validation",
+                     "command": "scripts/evaluate.py --model=setr-x --dataset ade --stride 341",
+                     "hub": "https://huggingface.co/hf-seg/setr-x", "relative": "runs/setr/eval.json",
+                     "ratio": "512/1024", "nested": [{"path": "a b/c.png"}], "mean_iou": 0.5}
+    assert record["model"] == "/home/me/models/setr-x/"  # the input is not changed
 
 
 @needs_original

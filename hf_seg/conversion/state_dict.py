@@ -89,7 +89,8 @@ def convert_state_dict(
 
     ``target`` is the new model's ``state_dict()``; keys matching a ``target_optional`` regex may stay missing
     (e.g. buffers the new model computes itself). Raises :class:`ConversionError` listing every unknown source key,
-    every missing or unexpected target key and every shape mismatch, so one run shows the whole problem.
+    every missing or unexpected target key, every shape mismatch and every tensor holding NaN/inf (a diverged
+    checkpoint converts to a model that predicts nothing), so one run shows the whole problem.
     """
     rules = list(rules)
     optional = [re.compile(p) for p in target_optional]
@@ -128,9 +129,25 @@ def convert_state_dict(
     ]
     if mismatched:
         problems.append(f"{len(mismatched)} shape mismatches: {_listing(mismatched)}")
+    broken = non_finite_tensors(converted)
+    if broken:
+        problems.append(f"{len(broken)} tensors hold NaN or infinite values (a diverged or damaged checkpoint): "
+                        f"{_listing(broken)}")
     if problems:
         raise ConversionError("checkpoint does not match the model:\n  " + "\n  ".join(problems))
     return converted, report
+
+
+def non_finite_tensors(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """``key (n NaN, m inf)`` for every floating-point tensor of ``state`` holding NaN or infinite values."""
+    found = []
+    for key, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                nan = int(torch.isnan(tensor).sum())
+                found.append(f"{key} ({nan} NaN, {int((~finite).sum()) - nan} inf)")
+    return found
 
 
 def _listing(items: list[str], limit: int = 25) -> str:

@@ -1,5 +1,5 @@
-"""The original-config reader is fed untrusted files: it stays within fixed limits and every mistake is a
-``ConfigError`` that ``hf-seg convert`` prints as one line (issue 18 item 4)."""
+"""Conversion is fed untrusted files: the config reader stays within fixed limits, every mistake is a
+``ConfigError`` that ``hf-seg convert`` prints as one line, and NaN/inf weights are refused (issue 18)."""
 
 from __future__ import annotations
 
@@ -137,3 +137,17 @@ def test_cli_prints_config_mistakes_as_one_line(tmp_path, capsys, name, text, ma
     assert err.startswith("hf-seg convert: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert match in err, err
     assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_nan_or_inf_weights_are_refused_at_conversion(tmp_path):
+    import torch
+
+    state = torch.load(SETR / "checkpoint.pth", weights_only=True)
+    state = state.get("state_dict", state)
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 4 and "blocks.2" in k)
+    state[key] = state[key].clone()
+    state[key].view(-1)[:3] = torch.tensor([float("nan"), float("inf"), float("nan")])
+    torch.save({"state_dict": state}, tmp_path / "nan.pth")
+    with pytest.raises(ConversionError, match=r"NaN or infinite values.*\(2 NaN, 1 inf\)"):
+        convert_original(SETR / "config.py", [tmp_path / "nan.pth"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -59,8 +59,13 @@ def camvid_pairs(root: Path | None, count: int) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------------------------------- the three
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def model_only(model, protocol, inputs) -> int:
-    """The protocol's forwards on ready tensors."""
+    """The protocol's forwards on ready tensors (already on the model's device)."""
     from hf_seg.inference import slide_inference, whole_inference
 
     with torch.no_grad():
@@ -70,6 +75,7 @@ def model_only(model, protocol, inputs) -> int:
                                 pad_to_crop=protocol.pad_to_crop, align_corners=protocol.align_corners)
             else:
                 whole_inference(model, pixel_values, protocol.align_corners)
+    _sync(pixel_values.device)
     return len(inputs)
 
 
@@ -86,6 +92,7 @@ def serial_loop(model, processor, dataset, info) -> int:
     from hf_seg.inference import predict
     from hf_seg.metrics import MeanIoU
 
+    device = next(model.parameters()).device
     metric = MeanIoU(info.num_labels, ignore_index=info.ignore_index)
     with torch.no_grad():
         for index in range(len(dataset)):
@@ -93,9 +100,9 @@ def serial_loop(model, processor, dataset, info) -> int:
             image = row["image"].convert("RGB")
             labels = info.convert_labels(np.array(row["annotation"]))
             (pixel_values, valid), = make_views(processor, image, [1.0])
-            scores = predict(model, pixel_values, scales=[1.0], flip=False, valid_size=valid,
+            scores = predict(model, pixel_values.to(device), scales=[1.0], flip=False, valid_size=valid,
                              output_size=labels.shape[-2:])
-            metric.update(scores.argmax(dim=1)[0], torch.from_numpy(labels))
+            metric.update(scores.argmax(dim=1)[0], torch.from_numpy(labels).to(device))
     metric.compute()
     return len(dataset)
 
@@ -109,6 +116,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the evaluate run")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--data", type=Path, default=None, help="a CamVid folder (default: the bundled copies)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
 
     from hf_seg.data import dataset_info, pairs_to_dataset
@@ -122,16 +130,16 @@ def main(argv=None) -> int:
     load_before = os.getloadavg()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a preset's "random weights" note
-        model, processor, how = load_model_and_processor(args.model)
+        model, processor, how = load_model_and_processor(args.model, device=args.device)
     pairs = camvid_pairs(args.data, args.images)
     dataset = pairs_to_dataset(pairs)
     info = dataset_info("ade20k") if model.config.num_labels == 150 else dataset_info("camvid")
     if model.config.num_labels != info.num_labels:
         sys.exit(f"{args.model} has {model.config.num_labels} classes: use an ADE20K (150) or CamVid (11) model")
     protocol = TestProtocol.resolve(model.config)
-    inputs = [make_views(processor, decode_image(image), [1.0])[0][0] for image, _ in pairs]
+    inputs = [make_views(processor, decode_image(image), [1.0])[0][0].to(args.device) for image, _ in pairs]
     print(f"{args.model} ({how}, {protocol.mode}), {len(pairs)} CamVid images 480x360 -> "
-          f"{tuple(inputs[0].shape[-2:])}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"{tuple(inputs[0].shape[-2:])}, {args.device}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"evaluate with {args.workers} workers; load average before {load_before[0]:.2f}")
 
     runs = {

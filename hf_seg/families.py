@@ -41,11 +41,16 @@ class Family:
     Optional hooks (``None``: the family has none):
         processor: an image processor class of its own; default: the shared ``HfSegImageProcessor``.
         recipes: the family's training recipes (a sequence of :class:`hf_seg.training.recipes.Recipe`).
-        recipe_for: ``(config, dataset: str | None, entry: ZooEntry | None) -> str``: the name of the recipe a model
-            trains with (explicit rules of the family, not guesses from names).
-        training_targets: ``(labels: LongTensor[H, W], ignore_index: int) -> dict[str, Tensor]``: extra per-pixel
-            targets the family's loss needs besides ``labels`` (each of spatial size H x W, batched and padded like
-            ``labels`` and passed to ``forward`` under its key).
+        recipe_rows: ``{zoo row name: RowRecipe}``: the recipe every zoo row trained with (a recipe of ``recipes``,
+            the row's original config file and the row's own values, e.g. 40k iterations).
+        recipe_for: ``(config, dataset: str, entry: ZooEntry | None) -> str``: the recipe (or zoo row) name a model
+            that carries no recipe trains with (explicit rules of the family, not guesses from names).
+        recipe_from_original: ``(original_config: dict, base: Recipe) -> Recipe | None``: the recipe an original
+            config states, for config formats other than mmseg's (which :mod:`hf_seg.training.original_recipe` reads).
+        loss_weights: ``config -> dict[str, float]``: the weights of the loss terms (shown in the recipe JSON).
+        training_targets: an :class:`hf_seg.training.targets.ExtraTargets`: extra per-pixel targets the family's
+            loss needs besides ``labels``, made once from the full-size label map and then resized, cropped, flipped
+            and padded with the labels (batched and passed to ``forward`` under their keys).
         original_logits: ``(original_config: dict, checkpoints: Sequence[Path], pixel_values: Tensor) -> Tensor``:
             the original implementation's logits (release parity without stored outputs); needs ``original_package``.
         original_package: the importable name of the original code that ``original_logits`` runs.
@@ -58,7 +63,10 @@ class Family:
     backbone_prefixes: tuple[str, ...]
     processor: str | None = None
     recipes: str | None = None
+    recipe_rows: str | None = None
     recipe_for: str | None = None
+    recipe_from_original: str | None = None
+    loss_weights: str | None = None
     training_targets: str | None = None
     original_logits: str | None = None
     original_package: str | None = None

@@ -34,8 +34,8 @@ from .zoo import ZooEntry, get_entry, list_models
 DEFAULT_RTOL = 1e-4
 # HfSegConfig's test-protocol fields: a difference is worth a warning, not a refusal
 PROTOCOL_FIELDS = ("test_mode", "test_crop_size", "test_stride", "semantic_loss_ignore_index")
-# fields that only matter for training (regularisation, initialisation, loss weights)
-TRAINING_ONLY = re.compile(r"(drop|dropout|init|loss|deep_sup|_weight$|^aux.*weight)")
+# fields that only matter for training (regularisation, initialisation, loss weights, the recorded recipe)
+TRAINING_ONLY = re.compile(r"(drop|dropout|init|loss|deep_sup|_weight$|^aux.*weight|^training_recipe$)")
 WRITTEN_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "conversion_report.json",
                  "parity.json", "README.md")
 

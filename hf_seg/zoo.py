@@ -196,10 +196,21 @@ def build_config(name: str, **overrides):
     """The row's full-size config with its dataset's labels; ``overrides`` change any config field."""
     entry = get_entry(name)
     labels = get_label_set(entry.dataset)
-    kwargs = {**entry.config, "id2label": labels.id2label, "num_labels": labels.num_labels, **overrides}
+    kwargs = {**entry.config, "id2label": labels.id2label, "num_labels": labels.num_labels,
+              "training_recipe": _training_recipe(entry), **overrides}
     if "id2label" in overrides and "num_labels" not in overrides:
         kwargs["num_labels"] = len(overrides["id2label"])
     return get_family(entry.family).config_class(**kwargs)
+
+
+def _training_recipe(entry) -> dict | None:
+    """The row's original training recipe, carried in the config so that saved copies resolve it too."""
+    from .training.recipes import record_for_row
+
+    try:
+        return record_for_row(entry.name, entry.family)
+    except KeyError:
+        return None
 
 
 def build_model(name: str, **config_overrides):

@@ -85,32 +85,6 @@ FAST = ["--train-scale", "128", "96", "--crop-size", "64", "--per-device-train-b
 
 
 # ------------------------------------------------------------------------------------------------ recipes
-def test_recipes_carry_the_seed_facts():
-    names = {r.name for r in list_recipes()}
-    assert {"setr-ade20k", "setr-mla-cityscapes", "regproxy-cr-ade20k", "semask-cityscapes", "unept-ade20k",
-            "csail-ade20k", "finetune"} <= names
-    setr = get_recipe("setr-naive-ade20k")
-    assert (setr.optimizer, setr.lr, setr.weight_decay, setr.iterations, setr.total_batch_size) == (
-        "sgd", 0.01, 0.0, 160000, 16)
-    assert setr.schedule.power == 0.9 and setr.schedule.min_lr == 1e-4
-    unept = get_recipe("unept-ade20k")
-    assert unept.schedule.policy == "step" and unept.schedule.steps == (126000,)
-    assert unept.pipeline.crop_size == (480, 480) and unept.pipeline.cat_max_ratio == 0.75
-    semask = get_recipe("semask-cityscapes")
-    assert (semask.lr, semask.weight_decay, semask.total_batch_size, semask.schedule.warmup_ratio) == (
-        1e-3, 0.05, 8, 1e-5)
-    csail = recipe_for("csail", {"encoder": "mobilenetv2dilated", "decoder": "c1_deepsup"})
-    assert (csail.samples_per_gpu, csail.gpus, csail.iterations, csail.lr) == (3, 8, 100000, 0.02)
-    assert recipe_for("csail", {"encoder": "resnet101", "decoder": "upernet"}).iterations == 200000
-
-    class Row:  # a zoo entry naming its original config
-        name, description, dataset, crop_size, extra = "setr-mla-ade20k", "", "ade20k", (512, 512), {}
-        original_name = "SETR_MLA_512x512_160k_ade20k_bs_8"
-
-    mla = recipe_for("setr", None, entry=Row())
-    assert (mla.name, mla.lr, mla.samples_per_gpu, mla.gpus, mla.iterations) == ("setr-ade20k", 0.001, 1, 8, 160000)
-
-
 def test_scaling_to_processes():
     recipe = get_recipe("setr-ade20k")  # 2 images x 8 GPUs
     accumulate = scale_recipe(recipe, num_processes=2)
@@ -330,6 +304,75 @@ def test_every_family_trains_one_step_through_the_script(family, tmp_path):
                       *FAST[:3], "--crop-size", *map(str, size), *FAST[5:])
     assert rc == 0
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_run_trains_without_gradient_clipping_and_writes_recipe_json(tiny_dir, tmp_path, capsys):
+    """No original clips gradients: the Trainer's default max_grad_norm=1.0 is switched off, and the recipe JSON
+    that --dry-run prints is written next to the checkpoints."""
+    from hf_seg.training.build import build_trainer
+    from hf_seg.training.finetune import parse_args
+
+    data = camvid_subset(tmp_path / "camvid2", train=2, test=0)
+    args, targs = parse_args(["--model", str(tiny_dir), "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
+                              "--max-steps", "1", "--eval-split", "none", *FAST])
+    built = build_trainer(args, targs)
+    assert built["trainer"].args.max_grad_norm == 0.0
+    saved = json.loads((tmp_path / "run" / "recipe.json").read_text())
+    assert saved == json.loads(json.dumps(built["report"]))
+    for key in ("optimizer", "param_groups", "max_grad_norm", "max_steps", "per_device_batch_size",
+                "gradient_accumulation_steps", "num_processes", "lr_at_steps", "augmentation", "num_labels", "notes"):
+        assert key in saved, key
+    assert saved["max_grad_norm"] == 0.0 and saved["num_labels"] == 11
+    assert "gradient clipping: none" in capsys.readouterr().out
+    rc = run_finetune("--model", tiny_dir, "--dataset", data, "--output-dir", tmp_path / "dry", "--dry-run",
+                      "--max-steps", "1", *FAST)
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["param_groups"] == saved["param_groups"] and not (tmp_path / "dry").exists()
+
+
+def pascal_context_folder(path: Path, count: int = 3) -> Path:
+    """A Pascal-Context (VOC2010) layout with random images and label maps 0..59 (0 = background)."""
+    root = path / "VOC2010"
+    for sub in ("JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = [f"2008_{i:06d}" for i in range(count)]
+    for i, name in enumerate(names):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(root / "JPEGImages" / f"{name}.jpg")
+        label = np.zeros((60, 80), dtype=np.uint8)  # background
+        label[10:40, 10:50] = 1 + i
+        label[35:, 45:] = 59
+        Image.fromarray(label).save(root / "SegmentationClassContext" / f"{name}.png")
+    (root / "ImageSets/SegmentationContext/train.txt").write_text("\n".join(names) + "\n")
+    (root / "ImageSets/SegmentationContext/val.txt").write_text(names[0] + "\n")
+    return path
+
+
+@pytest.mark.parametrize("label_set", ["pascal_context_60", "pascal_context"])
+def test_pascal_context_folder_trains_the_model_s_label_set(label_set, tmp_path):
+    """The originals train Pascal-Context with 60 classes (background = class 0); a 59-class model ignores the
+    background. The same folder trains either, without --ignore-mismatched-sizes."""
+    from hf_seg.training.build import build_trainer
+    from hf_seg.training.finetune import parse_args
+
+    labels = get_label_set(label_set)
+    config = family_module("setr").tiny_config(num_labels=labels.num_labels, image_size=32)
+    model_dir = save_model_dir(tmp_path / "model", config, id2label=labels.id2label, eval_size=(32, 32))
+    data = pascal_context_folder(tmp_path / "pc")
+    args, targs = parse_args(["--model", str(model_dir), "--dataset", str(data), "--output-dir",
+                              str(tmp_path / "run"), "--max-steps", "2", "--eval-split", "none", "--save-strategy",
+                              "no", *FAST[:3], "--crop-size", "32", *FAST[5:]])
+    built = build_trainer(args, targs)
+    assert built["model"].config.num_labels == labels.num_labels
+    assert built["report"]["labels"]["reduce_labels"] == labels.reduce_labels
+    seen = torch.cat([built["train_dataset"][i]["labels"].flatten() for i in range(3)]).unique().tolist()
+    if labels.num_labels == 60:
+        assert 0 in seen and 59 in seen  # background trained as class 0
+    else:
+        assert 0 in seen and 58 in seen and 59 not in seen  # 1..59 -> 0..58, background ignored
+    built["trainer"].train()
+    assert built["trainer"].state.global_step == 2
 
 
 # ------------------------------------------------------------------------------------------------ user errors

@@ -29,7 +29,6 @@ FAMILY_WORDS = ("csail", "mit_semseg", "setr", "hlg", "regionproxy", "region_pro
 # Shared modules that still name a family, with the owner who empties the entry: "path relative to hf_seg/" -> why
 # it is still here. An entry that is no longer needed draws a warning (remove it: the list only shrinks).
 ALLOWED_NAMES = {
-    "training/recipes.py": "helper train: recipes split into per-family tables selected through Family.recipe_for",
     "conversion/config_reader.py": "helper safety: error message names the CSAIL config format",
     "demo.py": "helper cli: the demo's default zoo row",
     "cli.py": "helper cli: help texts list the families (the registry's folder names can say it without imports)",
@@ -122,7 +121,8 @@ def test_family_declares_the_interface(name):
     assert model_class.__name__ == family.model_class_name and model_class.config_class is family.config_class
     converter = family.converter_class
     assert issubclass(converter, OriginalConverter) and converter.family == name
-    for hook in ("processor", "recipes", "recipe_for", "training_targets", "original_logits"):
+    for hook in ("processor", "recipes", "recipe_rows", "recipe_for", "recipe_from_original", "loss_weights",
+                 "training_targets", "original_logits"):
         if getattr(family, hook) is not None:
             assert family.hook(hook) is not None, hook
     # the backbone prefixes name top-level modules of the model, and together they hold parameters

@@ -154,9 +154,26 @@ def convert_original(
     if family is not None and converter.family != family:
         raise ConfigError(f"{config_path} is a {converter.family!r} config, not {family!r}")
     model, processor, report = converter.convert(original, checkpoint_paths)
+    _record_training_recipe(model, converter.family, original, config_path)
     if output_dir is not None:
         save_converted(model, processor, report, output_dir, config_path, checkpoint_paths)
     return model, processor, report
+
+
+def _record_training_recipe(model, family: str, original, config_path) -> None:
+    """Let the converted model carry its original training recipe (``config.training_recipe``): from the config's
+    training sections and/or the zoo row of its file name. A recipe that cannot be read never fails a conversion."""
+    import warnings
+
+    from ..training.original_recipe import record_for_original
+
+    try:
+        record = record_for_original(family, original, config_path, model.config)
+    except (KeyError, ValueError, TypeError) as err:
+        warnings.warn(f"{config_path}: its training recipe is not recorded ({err})", stacklevel=3)
+        return
+    if record is not None:
+        model.config.training_recipe = record
 
 
 def save_converted(model, processor, report: ConversionReport, output_dir, config_path, checkpoint_paths) -> None:

@@ -18,11 +18,16 @@ DESCRIPTION = "Finetune any hf_seg model on a segmentation dataset with transfor
 @dataclass
 class FinetuneArguments:
     model: str = field(metadata={"help": "zoo preset name, converted/pretrained model folder or hub id"})
-    dataset: str = field(metadata={"help": "dataset folder (ADE20K/Cityscapes/Pascal-Context/COCO-Stuff/CamVid layout) "
-                                           "or hub dataset id with image + annotation columns"})
+    dataset: str | None = field(default=None, metadata={
+        "help": "dataset folder (ADE20K/Cityscapes/Pascal-Context/COCO-Stuff/CamVid layout) or hub dataset id with "
+                "image + annotation columns (required unless --dry-run)"})
     recipe: str = field(default="original", metadata={
-        "help": "'original' (the seed's schedule for this model), 'finetune' (short AdamW schedule) or a recipe name "
-                "(hf_seg.training.list_recipes())"})
+        "help": "'original' (the recipe the model was trained with: the one its config carries, its zoo row's, or "
+                "its family's for the architecture), 'finetune' (short AdamW schedule), a recipe name "
+                "(hf_seg.training.list_recipes()) or a zoo row name"})
+    dry_run: bool = field(default=False, metadata={
+        "help": "print the fully resolved recipe as JSON (optimizer groups, schedule, batch, augmentation, notes) and "
+                "exit without training; the same JSON is written as recipe.json next to the checkpoints of a run"})
     recipe_scaling: str = field(default="accumulate", metadata={
         "help": "fit the recipe's images/step to this run: 'accumulate' (gradient accumulation, same lr/steps), "
                 "'linear' (linear lr scaling, steps for the same epochs) or 'none'",
@@ -48,6 +53,12 @@ class FinetuneArguments:
     max_train_samples: int | None = field(default=None)
     max_eval_samples: int | None = field(default=None)
     sync_batchnorm: bool = field(default=True, metadata={"help": "SyncBatchNorm when distributed on GPUs"})
+    freeze_batchnorm: bool = field(default=False, metadata={
+        "help": "BatchNorm layers normalise with their running statistics and their affine parameters are not "
+                "trained (an alternative when the per-process batch is much smaller than the original's)"})
+    flip_target_fixes: bool = field(default=False, metadata={
+        "help": "apply the model family's corrections to horizontally flipped extra training targets (e.g. mirrored "
+                "direction angles), which the original code did not apply"})
     max_train_minutes: float | None = field(default=None, metadata={
         "help": "wall-clock budget: the lr schedule is shortened to the steps that fit and training stops there"})
     processor_kwargs: str | None = field(default=None, metadata={
@@ -87,8 +98,11 @@ def parse_args(argv=None, prog: str | None = None):
     if not _explicit(argv, "output_dir"):
         argv += ["--output_dir", os.path.join("runs", "finetune")]
     args, targs = parser.parse_args_into_dataclasses(argv)
+    if not args.dataset and not args.dry_run:
+        parser.error("--dataset is required (unless --dry-run)")
     args._explicit = {name for name in ("per_device_train_batch_size", "gradient_accumulation_steps",
                                         "learning_rate", "max_steps", "num_train_epochs", "logging_steps",
-                                        "per_device_eval_batch_size", "save_strategy", "dataloader_num_workers")
+                                        "per_device_eval_batch_size", "save_strategy", "dataloader_num_workers",
+                                        "max_grad_norm")
                       if _explicit(argv, name)}
     return args, targs

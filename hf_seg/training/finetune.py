@@ -1,16 +1,18 @@
 """Finetune any hf_seg model on a segmentation dataset with ``transformers.Trainer`` (``accelerate`` underneath).
 
-    accelerate launch scripts/finetune.py --model setr-pup-ade20k-512 --dataset ADEChallengeData2016 \\
-        --output-dir runs/setr --recipe original
+    accelerate launch scripts/finetune.py --model <zoo row or folder> --dataset ADEChallengeData2016 \\
+        --output-dir runs/ade --recipe original
     accelerate launch --num_processes 2 --cpu scripts/finetune.py --model DIR --dataset data/camvid --max-steps 20
 
 ``--model``: a zoo preset (its architecture, random weights), a converted/pretrained folder or a hub id.
 ``--dataset``: a dataset folder (ADE20K, Cityscapes, Pascal-Context, COCO-Stuff, CamVid layouts) or a hub dataset
-with image + annotation columns, read by :mod:`hf_seg.data`. ``--recipe original`` (default) is the seed's schedule for
-the model (see :mod:`hf_seg.training.recipes`), scaled to the number of processes; ``--recipe NAME`` picks a named
+with image + annotation columns, read by :mod:`hf_seg.data`. ``--recipe original`` (default) is the original schedule of
+the model (see :mod:`hf_seg.training.recipes`; the model carries it in ``config.training_recipe``), scaled to the number of processes; ``--recipe NAME`` picks a named
 recipe. Every ``TrainingArguments`` flag passes through (``--output-dir``, ``--max-steps``, ``--save-steps``,
 ``--resume-from-checkpoint``, ``--seed``, ``--bf16``, ``--gradient-checkpointing``, ``--push-to-hub`` ...); explicit
-batch size / accumulation / learning rate flags override the recipe's.
+batch size / accumulation / learning rate / ``--max-grad-norm`` flags override the recipe's (no original clips
+gradients, so the recipe sets ``max_grad_norm`` 0 instead of the Trainer's 1.0). ``--dry-run`` prints the fully
+resolved recipe as JSON (:mod:`hf_seg.training.report`) and exits; a run writes the same JSON as ``recipe.json``.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import os
 import sys
 
 from .arguments import FinetuneArguments, parse_args
-from .build import build_trainer, family_of
+from .build import build_trainer, dry_run, family_of
 
-__all__ = ["FinetuneArguments", "parse_args", "build_trainer", "run", "main", "family_of"]
+__all__ = ["FinetuneArguments", "parse_args", "build_trainer", "dry_run", "run", "main", "family_of"]
 
 
 def run(args, targs, callbacks=None) -> dict:
@@ -57,12 +59,7 @@ def run(args, targs, callbacks=None) -> dict:
         card = finetune_model_card(targs.hub_model_id or os.path.basename(os.path.abspath(targs.output_dir)),
                                    args.model, dataset_name or args.dataset, metrics.get("eval"),
                                    recipe_summary=resolved.summary(), num_labels=model.config.num_labels)
-        card.save(os.path.join(targs.output_dir, "README.md"))
-        with open(os.path.join(targs.output_dir, "recipe.json"), "w") as handle:
-            json.dump({"recipe": resolved.recipe.to_dict(), "per_device_batch_size": resolved.per_device_batch_size,
-                       "gradient_accumulation_steps": resolved.gradient_accumulation_steps,
-                       "max_steps": resolved.max_steps, "lr": resolved.lr, "num_processes": resolved.num_processes,
-                       "scaling": resolved.scaling}, handle, indent=1, default=str)
+        card.save(os.path.join(targs.output_dir, "README.md"))  # recipe.json was written when training started
         if push:
             repo = targs.hub_model_id or os.path.basename(os.path.abspath(targs.output_dir))
             url = push_folder(targs.output_dir, repo, token=targs.hub_token, private=targs.hub_private_repo)
@@ -83,6 +80,15 @@ def main(argv=None, callbacks=None, prog: str | None = None) -> int:
     from .launch import relaunch_if_single_cpu_process
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--dry-run" in argv or "--dry_run" in argv:  # one process prints the recipe; nothing to launch
+        args, targs = parse_args(argv, prog=prog)
+        try:
+            print(json.dumps(dry_run(args, targs), indent=1))
+        except (DatasetCheckError, KeyError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            print(f"{prog or 'finetune'}: error: {message}", file=sys.stderr)
+            return 2
+        return 0
     status = relaunch_if_single_cpu_process("hf_seg.training.finetune", argv)
     if status is not None:
         return status

@@ -13,7 +13,7 @@ The folder layouts and hub datasets are read by :mod:`hf_seg.data`; this module 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from torchvision import tv_tensors
 
 from ..image_io import decode_label_map, image_to_array, open_image, to_uint8
-from .transforms import seeded
+from .transforms import TargetMap, seeded
 
 __all__ = ["TrainDataset", "EvalDataset", "EpochKeySampler", "SegmentationCollator", "check_dataset",
            "DatasetCheckError", "to_image_tensor", "to_label_array", "eval_canvas"]
@@ -86,16 +86,17 @@ class EpochKeySampler(torch.utils.data.Sampler):
 
 
 class TrainDataset(torch.utils.data.Dataset):
-    """Rows of ``dataset`` through ``transforms(image, mask)``; returns ``pixel_values`` [3, h, w] and ``labels``.
+    """Rows of ``dataset`` through ``transforms``; returns ``pixel_values`` [3, h, w], ``labels`` and the family's
+    extra targets.
 
-    ``label_fn`` maps a raw annotation array to training ids (label map, label reduction, ignore index);
-    ``extra_targets(labels) -> dict`` adds family-specific targets computed on the augmented labels (UN-EPT's
-    distance/direction maps).
+    ``label_fn`` maps a raw annotation array to training ids (label map, label reduction, ignore index).
+    ``extra_targets`` (:class:`hf_seg.training.targets.ExtraTargets`) are computed once on the full label map, before
+    the augmentation, and then move with the labels (as the originals' precomputed target maps do).
     """
 
     def __init__(self, dataset, transforms, label_fn: Callable[[np.ndarray], np.ndarray], seed: int = 0,
-                 image_column: str = "image", label_column: str = "annotation",
-                 extra_targets: Callable[[torch.Tensor], dict] | None = None):
+                 image_column: str = "image", label_column: str = "annotation", extra_targets=None,
+                 ignore_index: int = 255):
         self.dataset = dataset
         self.transforms = transforms
         self.label_fn = label_fn
@@ -103,6 +104,7 @@ class TrainDataset(torch.utils.data.Dataset):
         self.image_column = image_column
         self.label_column = label_column
         self.extra_targets = extra_targets
+        self.ignore_index = ignore_index
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -116,12 +118,17 @@ class TrainDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: int) -> dict:
         key = int(key)
         image, labels = self.load(key % len(self))
-        with seeded((self.seed * 1_000_003 + key) % (2**63 - 1)):
-            image, mask = self.transforms(tv_tensors.Image(image), tv_tensors.Mask(labels))
-        item = {"pixel_values": image.as_subclass(torch.Tensor),
-                "labels": mask.as_subclass(torch.Tensor).to(torch.int64)}
+        sample = {"image": tv_tensors.Image(image), "labels": tv_tensors.Mask(labels)}
         if self.extra_targets is not None:
-            item.update(self.extra_targets(item["labels"]))
+            maps = self.extra_targets.compute(labels.numpy(), self.ignore_index)
+            sample.update({name: torch.as_tensor(np.asarray(value)).to(torch.int64).as_subclass(TargetMap)
+                           for name, value in maps.items()})
+        with seeded((self.seed * 1_000_003 + key) % (2**63 - 1)):
+            sample = self.transforms(sample)
+        item = {"pixel_values": sample["image"].as_subclass(torch.Tensor),
+                "labels": sample["labels"].as_subclass(torch.Tensor).to(torch.int64)}
+        for name in (self.extra_targets.names if self.extra_targets is not None else ()):
+            item[name] = sample[name].as_subclass(torch.Tensor).to(torch.int64)
         return item
 
 
@@ -178,11 +185,13 @@ def eval_canvas(processor) -> tuple[int, int] | None:
 @dataclass
 class SegmentationCollator:
     """Stack samples, padding bottom/right to the batch's largest size (or ``canvas``), rounded up to
-    ``size_divisor``: images with 0 (after normalisation, as mmseg), labels with ``ignore_index``."""
+    ``size_divisor``: images with 0 (after normalisation, as mmseg), labels with ``ignore_index`` and the maps named in
+    ``fills`` with their value (a family's extra targets)."""
 
     ignore_index: int = 255
     size_divisor: int | None = None
     canvas: tuple[int, int] | None = None
+    fills: dict = field(default_factory=dict)
 
     def __call__(self, samples: list[dict]) -> dict:
         height = max(s["pixel_values"].shape[-2] for s in samples)
@@ -199,7 +208,7 @@ class SegmentationCollator:
                 batch[key] = torch.stack([torch.as_tensor(v) for v in values]) if isinstance(
                     values[0], torch.Tensor) else values
                 continue
-            fill = self.ignore_index if not values[0].is_floating_point() else 0.0
+            fill = self.fills.get(key, self.ignore_index if not values[0].is_floating_point() else 0.0)
             padded = [F.pad(v, (0, width - v.shape[-1], 0, height - v.shape[-2]), value=fill) for v in values]
             batch[key] = torch.stack(padded)
         return batch
@@ -210,7 +219,10 @@ def smallest_rescaled_size(size, pipeline) -> tuple[int, int]:
     """(height, width) of an image of ``size`` after the pipeline's smallest possible random rescale."""
     height, width = size
     if getattr(pipeline, "scale", None) is not None:
-        lo = pipeline.ratio_range[0] if pipeline.ratio_range is not None else 1.0
+        if getattr(pipeline, "ratio_choices", None):
+            lo = min(pipeline.ratio_choices)
+        else:
+            lo = pipeline.ratio_range[0] if pipeline.ratio_range is not None else 1.0
         factor = min(max(pipeline.scale) * lo / max(height, width), min(pipeline.scale) * lo / min(height, width))
     elif getattr(pipeline, "short_sides", None):
         factor = min(pipeline.short_sides) / min(height, width)

@@ -57,17 +57,19 @@ def param_groups(model: nn.Module, resolved: ResolvedRecipe, backbone_prefixes=B
             continue
         clean = name.removeprefix("module.")
         role = "backbone" if clean.split(".", 1)[0] in backbone_prefixes else "head"
-        lr_mult, decay_mult = 1.0, 1.0
+        lr_mult, decay_mult, selector = 1.0, 1.0, "default"
         for rule in recipe.rules:
             if _selects(rule, clean, role, kinds.get(name)):
-                lr_mult, decay_mult = rule.lr_mult, rule.decay_mult
+                lr_mult, decay_mult, selector = rule.lr_mult, rule.decay_mult, rule.selector
                 break
         key = (lr_mult, decay_mult)
         if key not in groups:
-            groups[key] = {"params": [], "names": [], "lr": resolved.lr * lr_mult, "lr_mult": lr_mult,
-                           "weight_decay": recipe.weight_decay * decay_mult}
+            groups[key] = {"params": [], "names": [], "rules": [], "lr": resolved.lr * lr_mult, "lr_mult": lr_mult,
+                           "weight_decay": recipe.weight_decay * decay_mult, "decay_mult": decay_mult}
         groups[key]["params"].append(param)
         groups[key]["names"].append(clean)
+        if selector not in groups[key]["rules"]:
+            groups[key]["rules"].append(selector)
     return list(groups.values())
 
 
@@ -76,6 +78,7 @@ def build_optimizer(model: nn.Module, resolved: ResolvedRecipe, backbone_prefixe
     groups = param_groups(model, resolved, backbone_prefixes)
     for g in groups:
         g.pop("names")
+        g.pop("rules")
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=resolved.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
     return torch.optim.AdamW(groups, lr=resolved.lr, betas=tuple(recipe.betas), eps=recipe.eps,
@@ -101,7 +104,10 @@ def lr_factor(step: int, resolved: ResolvedRecipe, base_lr: float, horizon: int 
         min_ratio = min(1.0, sched.min_lr / base_lr) if base_lr > 0 else 0.0
         factor = (1 - min_ratio) * (1 - progress / total) ** sched.power + min_ratio
     elif sched.policy == "step":
-        passed = sum(progress >= resolved.schedule_steps(s) for s in sched.steps)
+        if sched.step_every:  # mmcv ``step=<int>``: decay every that many iterations
+            passed = progress // max(1, resolved.schedule_steps(sched.step_every))
+        else:
+            passed = sum(progress >= resolved.schedule_steps(s) for s in sched.steps)
         factor = sched.gamma ** passed
     else:  # cosine_restart
         boundaries = [resolved.schedule_steps(p) for p in sched.periods]

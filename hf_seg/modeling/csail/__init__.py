@@ -14,6 +14,11 @@ FAMILY = Family(
     backbone_prefixes=("encoder",),
     original_logits="original.original_logits",
     original_package="mit_semseg",
+    recipes="training.RECIPES",
+    recipe_rows="training.ROWS",
+    recipe_for="training.recipe_for",
+    loss_weights="training.loss_weights",
+    recipe_from_original="training.recipe_from_original",
 )
 
 

@@ -12,6 +12,10 @@ FAMILY = Family(
     model="modeling_semask.SeMaskForSemanticSegmentation",
     converter="convert_semask.SeMaskConverter",
     backbone_prefixes=("backbone",),
+    recipes="training.RECIPES",
+    recipe_rows="training.ROWS",
+    recipe_for="training.recipe_for",
+    loss_weights="training.loss_weights",
 )
 
 

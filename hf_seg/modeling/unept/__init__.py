@@ -13,7 +13,11 @@ FAMILY = Family(
     model="modeling_unept.UnEptForSemanticSegmentation",
     converter="convert_unept.UnEptConverter",
     backbone_prefixes=("backbone",),
-    training_targets="dt_offset.training_targets",
+    training_targets="training.TRAINING_TARGETS",
+    recipes="training.RECIPES",
+    recipe_rows="training.ROWS",
+    recipe_for="training.recipe_for",
+    loss_weights="training.loss_weights",
 )
 
 

@@ -10,10 +10,11 @@ the class's own pixels, are summed and turned into an angle, ``dir_deg = (degree
 
 :func:`dt_offset_maps` reproduces the two arrays; :func:`dt_offset_targets` returns the ``distance_map`` /
 ``angle_map`` tensors that :class:`UnEptForSemanticSegmentation` takes; :class:`DtOffsetTransform` is the same as a
-dataset transform for fine-tuning. Apply it to the label map *after* any geometric augmentation (the original
-generated the maps once on full images and then resized/cropped them with the labels; recomputing after the
-augmentation is the cleaner equivalent and is what you get here). Label ids are the training encoding (after
-``reduce_zero_label``); the ignore id is skipped like every id >= 255 in the original.
+dataset transform. The original made the maps once per full-size label map and then resized, cropped, flipped and
+padded them (with 255, i.e. far from any boundary) together with the labels; finetuning does exactly that
+(:data:`hf_seg.modeling.unept.training.TRAINING_TARGETS`). Computing them on an already padded crop instead would turn
+the padding (ignore, distance 0) into boundary. Label ids are the training encoding (after ``reduce_zero_label``);
+the ignore id is skipped like every id >= 255 in the original.
 """
 
 from __future__ import annotations
@@ -118,10 +119,3 @@ class DtOffsetTransform:
         if labels.dim() != 2:
             distance, angle = distance.reshape(labels.shape), angle.reshape(labels.shape)
         return {**sample, "distance_map": distance, "angle_map": angle}
-
-
-def training_targets(labels: torch.Tensor, ignore_index: int = 255) -> dict[str, torch.Tensor]:
-    """The family's ``training_targets`` hook (:class:`hf_seg.families.Family`): ``distance_map`` and ``angle_map``
-    for one label map [H, W], under the names ``UnEptForSemanticSegmentation.forward`` takes them."""
-    distance, angle = dt_offset_targets(labels, ignore_index=ignore_index)
-    return {"distance_map": distance, "angle_map": angle}

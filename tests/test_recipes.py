@@ -283,7 +283,8 @@ def _converted_rows(full: bool):
         for row, spec in family_rows(family).items():
             if family == "setr" and "hlg" in row:
                 continue  # no HLG fixture
-            key = spec.recipe  # the fast subset: one row per recipe; every row under -m slow
+            key = family  # the fast subset: one row per family (every fixture also converts in the per-parameter
+            # test below); every row under -m slow
             if full or key not in seen:
                 rows.append(pytest.param(family, row, id=row))
             seen.add(key)
@@ -349,6 +350,9 @@ def test_param_groups_per_parameter_through_the_rename_map(family, case, tmp_pat
     renamed = json.loads((folder / "conversion_report.json").read_text())["converted"]
     original_of = {new: old for old, new in renamed.items()}
     report = dry(folder, tmp=tmp_path / "run")
+    preset = dry(row, tmp=tmp_path / "run")
+    for key in RECIPE_KEYS:
+        assert report[key] == (Path(preset[key]).name if key == "original_config" else preset[key]), key
     facts = facts_of(family, row)
     custom_keys = facts["optimizer.paramwise_cfg.custom_keys"]
     base_lr, base_wd = facts["optimizer.lr"], facts["optimizer.weight_decay"]

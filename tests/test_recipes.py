@@ -276,19 +276,9 @@ RECIPE_KEYS = ("optimizer", "max_grad_norm", "schedule", "max_steps", "per_devic
                "row", "original_config")
 
 
-def _converted_rows(full: bool):
-    rows = []
-    for family in ("setr", "regionproxy", "semask", "unept"):
-        seen = set()
-        for row, spec in family_rows(family).items():
-            if family == "setr" and "hlg" in row:
-                continue  # no HLG fixture
-            key = family  # the fast subset: one row per family (every fixture also converts in the per-parameter
-            # test below); every row under -m slow
-            if full or key not in seen:
-                rows.append(pytest.param(family, row, id=row))
-            seen.add(key)
-    return rows
+def _converted_rows():
+    return [pytest.param(family, row, id=row) for family in ("setr", "regionproxy", "semask", "unept")
+            for row in family_rows(family) if not (family == "setr" and "hlg" in row)]  # no HLG fixture
 
 
 def _check_converted_row(family, row, tmp_path):
@@ -312,14 +302,10 @@ def _check_converted_row(family, row, tmp_path):
     check_against_original(converted, family, row)
 
 
-@pytest.mark.parametrize("family,row", _converted_rows(full=False))
+@pytest.mark.parametrize("family,row", _converted_rows())
 def test_converted_folder_resolves_its_rows_recipe(family, row, tmp_path):
-    _check_converted_row(family, row, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("family,row", _converted_rows(full=True))
-def test_converted_folder_resolves_its_rows_recipe_every_row(family, row, tmp_path):
+    """Every row of the families with fixture checkpoints: the converter, given the original config's file name,
+    makes a folder whose dry run is the preset's and the original's."""
     _check_converted_row(family, row, tmp_path)
 
 

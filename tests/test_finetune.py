@@ -331,6 +331,27 @@ def test_run_trains_without_gradient_clipping_and_writes_recipe_json(tiny_dir, t
     assert printed["param_groups"] == saved["param_groups"] and not (tmp_path / "dry").exists()
 
 
+def test_freeze_batchnorm_keeps_statistics_and_affine_parameters(tiny_dir, tmp_path):
+    from hf_seg.training.build import build_trainer
+    from hf_seg.training.finetune import parse_args
+
+    data = camvid_subset(tmp_path / "camvid2", train=2, test=0)
+    args, targs = parse_args(["--model", str(tiny_dir), "--dataset", str(data), "--output-dir", str(tmp_path / "run"),
+                              "--max-steps", "1", "--eval-split", "none", "--save-strategy", "no",
+                              "--freeze-batchnorm", *FAST])
+    built = build_trainer(args, targs)
+    norms = [m for m in built["model"].modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and built["report"]["batch_norm"]["frozen"] is True
+    before = [(m.running_mean.clone(), m.weight.detach().clone()) for m in norms]
+    built["trainer"].train()
+    for m, (mean, weight) in zip(norms, before):
+        assert torch.equal(m.running_mean, mean) and torch.equal(m.weight.detach(), weight)
+    frozen = {f"{n}.{p}" for n, mod in built["model"].named_modules() if mod in norms
+              for p, _ in mod.named_parameters(recurse=False)}
+    optimised = {name for g in built["report"]["param_groups"] for name in g["params"]}
+    assert frozen and not frozen & optimised
+
+
 def pascal_context_folder(path: Path, count: int = 3) -> Path:
     """A Pascal-Context (VOC2010) layout with random images and label maps 0..59 (0 = background)."""
     root = path / "VOC2010"

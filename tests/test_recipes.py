@@ -277,8 +277,10 @@ RECIPE_KEYS = ("optimizer", "max_grad_norm", "schedule", "max_steps", "per_devic
 
 
 def _converted_rows():
+    # the recipe follows the original config's file name, whatever the checkpoint's size; rows of an architecture
+    # without a fixture (SETR-HLG) convert another fixture of their family under their config's name
     return [pytest.param(family, row, id=row) for family in ("setr", "regionproxy", "semask", "unept")
-            for row in family_rows(family) if not (family == "setr" and "hlg" in row)]  # no HLG fixture
+            for row in family_rows(family)]
 
 
 def _check_converted_row(family, row, tmp_path):
@@ -419,3 +421,60 @@ def test_named_row_and_recipe_flags(tmp_path):
     assert report["max_grad_norm"] == 1.0
     assert (report["per_device_batch_size"], report["gradient_accumulation_steps"]) == (4, 4)
     assert row_recipe("setr-hlg-large-ade20k").notes  # the detection-config row says where its recipe comes from
+
+
+# ------------------------------------------------------------------------------------------------ CSAIL
+def _csail_rows():
+    out = []
+    for row in family_rows("csail"):
+        marks = () if row == "csail-ade20k-mobilenetv2dilated-c1-deepsup" else (pytest.mark.slow,)
+        out.append(pytest.param(row, marks=marks, id=row))
+    return out
+
+
+@pytest.mark.parametrize("row", _csail_rows())
+def test_csail_checkpoint_made_by_the_original_code_converts_to_its_rows_recipe(row, tmp_path):
+    """CSAIL has no stored fixtures: the original code (mit-semseg) builds the row's encoder/decoder, train.py's
+    checkpoint files and a yacs config are written, the converter makes the folder. Its dry run is the preset's, and
+    every parameter's weight decay is what train.py's group_weight gives the ORIGINAL module it came from."""
+    csail_reference = pytest.importorskip("csail_reference")
+    if not csail_reference.available():
+        pytest.skip("mit-semseg (the original CSAIL code) is not installed")
+    config = zoo.build_config(row)
+    ref = csail_reference.Reference(config.encoder, config.decoder, fc_dim=config.fc_dim, num_class=150, seed=0,
+                                    input_hw=(64, 64))
+    try:
+        # the helper's config states padding_constant 8; the row's config file says what the original used
+        padding = facts_of("csail", row)["DATASET.padding_constant"]
+        ref.config_path.write_text(ref.config_path.read_text().replace("padding_constant: 8",
+                                                                       f"padding_constant: {padding}"))
+        convert_original(ref.config_path, ref.checkpoints, tmp_path / "model")
+        _check_csail_conversion(row, ref, tmp_path)
+    finally:
+        shutil.rmtree(ref.dir, ignore_errors=True)  # full-size checkpoints: do not leave them in /tmp
+
+
+def _check_csail_conversion(row, ref, tmp_path):
+    record = json.loads((tmp_path / "model" / "config.json").read_text())["training_recipe"]
+    assert record["row"] == row
+    report = dry(tmp_path / "model", tmp=tmp_path / "run")
+    preset = dry(row, tmp=tmp_path / "run")
+    for key in RECIPE_KEYS:
+        if key != "original_config":
+            assert report[key] == preset[key], key
+    check_against_original(report, "csail", row)
+    renamed = json.loads((tmp_path / "model" / "conversion_report.json").read_text())["converted"]
+    original_of = {new: old for old, new in renamed.items()}
+    decays = {}  # train.py group_weight on the original modules
+    for prefix, net in (("encoder", ref.encoder), ("decoder", ref.decoder)):
+        for name, module in net.named_modules():
+            for param_name, _ in module.named_parameters(recurse=False):
+                decays[f"{prefix}.{name}.{param_name}" if name else f"{prefix}.{param_name}"] = (
+                    1.0 if isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd))
+                    and param_name == "weight" else 0.0)
+    checked = 0
+    for group in report["param_groups"]:
+        for name in group["params"]:
+            assert group["decay_mult"] == decays[original_of[name]], (name, original_of[name])
+            checked += 1
+    assert checked == len(decays)

@@ -143,17 +143,21 @@ def record_for_original(family: str, original: dict[str, Any], config_path: str 
     row = row_for_original_config(family, str(config_path))
     base = row_recipe(row, family) if row else None
     choose = declared.hook("recipe_for")
+    how_row = f"zoo row {row} (config file name)"
     if base is None and config is not None and choose is not None:
         name = choose(config, "", None)
-        base = row_recipe(name, family) if name in family_rows(family) else get_recipe(name) if name else None
+        if name in family_rows(family):  # the only row of this architecture
+            row, base, how_row = name, row_recipe(name, family), f"zoo row {name} (the only row of this architecture)"
+        elif name:
+            base = get_recipe(name)
     parse = declared.hook("recipe_from_original") or recipe_from_mmseg
     parsed = parse(original, base) if base is not None else None
     name = PurePath(str(config_path)).name
     if parsed is not None:
-        how = f"training sections of {name}" + (f" (GPUs from zoo row {row})" if row else
+        how = f"training sections of {name}" + (f" (the rest from {how_row})" if row else
                                                  f" (GPUs as in the family's {base.name} recipe: not in the config)")
         return recipe_record(replace(parsed, source=f"{name} ({parsed.source})"), row=row or "",
                              original_config=name, how=how)
     if row:
-        return recipe_record(base, row=row, original_config=name, how=f"zoo row {row} (config file name)")
+        return recipe_record(base, row=row, original_config=name, how=how_row)
     return None

@@ -8,7 +8,9 @@ stay well scaled through 100+ layers. The checkpoint is written the way the orig
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import torch
@@ -76,6 +78,8 @@ class Reference:
             raise RuntimeError("mit-semseg is not installed")
         torch.manual_seed(seed)
         self.dir = Path(tempfile.mkdtemp(prefix="csail_ref_"))
+        # the checkpoints of a full-size pair are hundreds of MB: removed with the object (or at exit), never left
+        weakref.finalize(self, shutil.rmtree, self.dir, True)
         empty = self.dir / "empty.pth"
         torch.save({}, empty)  # a weights file stops ModelBuilder from downloading ImageNet weights
         self.encoder, self.decoder = build_original(encoder, decoder, fc_dim, num_class, empty)

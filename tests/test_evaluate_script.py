@@ -263,6 +263,24 @@ def test_coco_stuff_layouts(tmp_path, variant, splits):
     expected = {"train2017": "train", "val2017": "validation", "train2014": "train", "test2014": "test"}
     assert sorted(data) == sorted(expected[s] for s in splits)
     assert data.info.name == "coco_stuff" and data.info.num_labels == 171 and data.info.label_map is None
+    # 164k train ids are 0..170 (255 unlabelled); the 10k converter writes 0 = unlabelled, classes 1..171
+    if variant == "coco_stuff164k":
+        assert data.info.convert_labels(np.array([[0, 1, 170, 255]])).tolist() == [[0, 1, 170, 255]]
+    else:
+        assert data.info.convert_labels(np.array([[0, 1, 171, 255]])).tolist() == [[255, 0, 170, 255]]
+
+
+def test_coco_stuff10k_test_split_reads_plain_png_as_train_ids(tmp_path):
+    # mmseg's 10k converter names the test2014 maps <stem>.png (train2014: <stem>_labelTrainIds.png): the same ids,
+    # never the 164k stuffthingmaps (raw 0..181) mapping
+    root = tmp_path / "coco_stuff10k"
+    Image.fromarray(_rgb(1)).save(_mk(root / "images" / "test2014") / "COCO_train2014_000000000077.jpg")
+    _png(root / "annotations" / "test2014" / "COCO_train2014_000000000077.png",
+         np.array([[0, 1, 171, 12]] * 6, dtype=np.uint8))
+    files = find_pairs(tmp_path, "test")
+    assert files.pairs[0][1].endswith("000000000077.png") and files.info.label_map is None
+    ids = files.info.convert_labels(np.array(Image.open(files.pairs[0][1])))[0].tolist()
+    assert ids == [255, 0, 170, 11]
 
 
 def test_coco_stuff_raw_stuffthingmaps_are_mapped(tmp_path):

@@ -199,6 +199,8 @@ class CocoStuff(Layout):
         images = _images(root / "images" / sub, (".jpg", ".jpeg", ".png"))
         label_dir = root / "annotations" / sub
         pairs, missing = _pair_by_stem(images, label_dir, lambda p: p.stem + "_labelTrainIds.png")
+        if sub in self._variants[1].values():
+            return self._pairs_10k(root, images, label_dir, pairs, missing)
         info = self.info(root, label_map=None)
         if missing or not pairs:
             raw_pairs, raw_missing = _pair_by_stem(images, label_dir, lambda p: p.stem + ".png")
@@ -207,6 +209,19 @@ class CocoStuff(Layout):
                 info = self.info(root, label_map=coco_stuff_raw_label_map())
                 info.notes.append("reading the official stuffthingmaps (*.png, values 0..181) through the "
                                   "stuffthingmaps -> 171 train-id map (mmseg's coco_stuff164k converter)")
+        return SplitFiles(pairs, info, missing)
+
+    def _pairs_10k(self, root, images, label_dir, pairs, missing):
+        # mmseg's coco_stuff10k converter (used by the papers' code) writes 0 = unlabelled and the 171 classes as
+        # 1..171 (train2014: *_labelTrainIds.png, test2014: *.png), and the 10k configs read them with
+        # reduce_zero_label=True; the 164k converter writes 0..170 with 255 = unlabelled (no reduction)
+        if missing or not pairs:
+            plain_pairs, plain_missing = _pair_by_stem(images, label_dir, lambda p: p.stem + ".png")
+            if len(plain_pairs) > len(pairs):
+                pairs, missing = plain_pairs, plain_missing
+        info = self.info(root, label_map=None, reduce_labels=True)
+        info.notes.append("COCO-Stuff 10k annotations (0 = unlabelled, classes 1..171) read with reduce_zero_label, "
+                          "as mmseg's coco-stuff10k configs do")
         return SplitFiles(pairs, info, missing)
 
 

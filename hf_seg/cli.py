@@ -53,7 +53,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 def _models_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="List the model zoo: every released row of the seeds' tables "
                                                        "with paper numbers, crop, test protocol and hub id.")
-    p.add_argument("--family", help="only this family's rows (csail, regionproxy, semask, setr, unept)")
+    p.add_argument("--family", help="only this family's rows (the family column of `hf-seg models`)")
     p.add_argument("--json", action="store_true", help="every field of every row as JSON")
     return p
 

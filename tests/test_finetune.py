@@ -461,23 +461,3 @@ def test_recipe_override_rejects_unknown_fields():
         override(get_recipe("finetune"), not_a_field=1)
     with pytest.raises(KeyError, match="did you mean"):
         get_recipe("setr-ade2k")
-
-
-# ------------------------------------------------------------------------------------------------ demo
-@pytest.mark.skipif(not (ROOT / "demo_data" / "camvid" / "train").is_dir(), reason="no demo_data/camvid")
-def test_demo_runs_end_to_end_and_says_where_everything_is(tmp_path, capsys):
-    from hf_seg.demo import main as demo_main
-
-    out = tmp_path / "demo"
-    rc = demo_main(["--output-dir", str(out), "--max-steps", "2", "--batch-size", "2", "--crop-size", "64",
-                    "--short-side", "60", "--minutes", "5", "--threads", "1"])
-    printed = capsys.readouterr().out
-    assert rc == 0
-    assert "RANDOM initial weights" in printed and "held-out test mIoU" in printed
-    results = json.loads((out / "demo_results.json").read_text())
-    assert results["optimizer_steps"] == 2 and results["test_images"] == 10
-    assert 0.0 <= results["test_mean_iou"] <= 1.0
-    assert (out / "predictions" / "grid.png").is_file()
-    assert len(list((out / "predictions").glob("*_overlay.png"))) == 10
-    grid = Image.open(out / "predictions" / "grid.png")
-    assert grid.width == 3 * 320  # image | ground truth | prediction

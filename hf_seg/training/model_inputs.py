@@ -40,7 +40,7 @@ def to_image_tensor(image) -> torch.Tensor:
     if isinstance(image, np.ndarray):
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        tensor = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)  # writable: no warning
     else:
         tensor = torch.as_tensor(image)
     if tensor.dtype != torch.uint8:

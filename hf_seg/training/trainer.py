@@ -116,10 +116,21 @@ class TimeBudgetCallback(TrainerCallback):
             if fit < horizon["max_steps"]:
                 horizon["max_steps"] = fit
                 self.stop_at = fit
+                state.max_steps = fit
+                _set_progress_total(self.trainer, fit)
         if self.stop_at is not None and state.global_step >= self.stop_at:
             control.should_training_stop = True
             control.should_save = True
         return control
+
+
+def _set_progress_total(trainer, steps: int) -> None:
+    """Make the Trainer's progress bar count to the steps that will run (its total and ETA stay honest)."""
+    for callback in trainer.callback_handler.callbacks:
+        bar = getattr(callback, "training_bar", None)
+        if bar is not None:
+            bar.total = steps
+            bar.refresh()
 
 
 def _broadcast(value: int) -> int:

@@ -5,10 +5,11 @@
 """
 
 from .auto import register_auto_classes
+from .fusion import optimize_for_inference
 from .image_processing import HfSegImageProcessor
 from .version import __version__
 from .zoo import list_models
 
 register_auto_classes()
 
-__all__ = ["HfSegImageProcessor", "list_models", "register_auto_classes", "__version__"]
+__all__ = ["HfSegImageProcessor", "list_models", "optimize_for_inference", "register_auto_classes", "__version__"]

@@ -337,6 +337,12 @@ def format_report(result: EvaluationResult, per_class: bool = True) -> str:
     return "\n".join(lines)
 
 
+def _optimization(model) -> dict[str, Any] | None:
+    """What ``optimize_for_inference`` did (None: the model ran as loaded)."""
+    report = getattr(model, "hf_seg_inference_optimization", None)
+    return None if report is None else report.to_dict()
+
+
 def _environment(device, dtype) -> dict[str, Any]:
     import transformers
 
@@ -375,6 +381,11 @@ def run(args) -> dict[str, Any]:
     dtype = DTYPES[args.dtype]
     t0 = time.perf_counter()
     model, processor, how = load_model_and_processor(args.model, device=device, dtype=dtype)
+    num_parameters = sum(p.numel() for p in model.parameters())  # as loaded (folding removes the BatchNorms')
+    if not args.no_fuse:  # the command owns the model: rewrite it for inference (the same on every process)
+        from .fusion import example_input, optimize_for_inference
+
+        optimize_for_inference(model, example_input(model, _size_arg(args.crop_size)))
     load_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     data = load_segmentation_dataset(args.dataset, split=args.split)
@@ -402,7 +413,8 @@ def run(args) -> dict[str, Any]:
     config = model.config
     record = result.to_dict(
         model=args.model, model_type=getattr(config, "model_type", None), model_loaded_as=how,
-        num_parameters=sum(p.numel() for p in model.parameters()), split=split,
+        num_parameters=num_parameters, split=split,
+        inference_optimization=_optimization(model),
         date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         environment=_environment(device, dtype), command=" ".join(sys.argv),
     )

@@ -57,6 +57,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None, prog: str | None
     parser.add_argument("--allow-out-of-range-labels", action="store_true",
                         help="count annotation values outside the classes as `evaluate`'s mean_iou does (a note is "
                              "added) instead of refusing the file")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="run the model as loaded: no BatchNorm folding / channels_last rewrite for inference "
+                             "(hf_seg.optimize_for_inference; also HF_SEG_NO_FUSE=1)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no per-class table")
     return parser

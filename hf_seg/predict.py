@@ -388,6 +388,10 @@ def run(args) -> int:
 
     model, processor = load(args.model)
     model = model.to(processes.device).eval()
+    if not args.no_fuse:  # the command owns the model: rewrite it for inference (the same on every process)
+        from .fusion import example_input, optimize_for_inference
+
+        optimize_for_inference(model, example_input(model))
     num_workers = args.num_workers if args.num_workers is not None else default_num_workers(processes)
     num_workers = min(num_workers, len(sources))
     written, skipped = predict_files(sources, label_paths, model, processor, processes, overlay_paths,

@@ -39,5 +39,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None, prog: str | None
     parser.add_argument("--num-workers", type=non_negative_int, default=None,
                         help="data-loading worker processes (default: 2 on CPU, up to 8 per GPU)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
+    parser.add_argument("--no-fuse", action="store_true",
+                        help="run the model as loaded: no BatchNorm folding / channels_last rewrite for inference "
+                             "(hf_seg.optimize_for_inference; also HF_SEG_NO_FUSE=1)")
     parser.add_argument("--no-progress", action="store_true")
     return parser

@@ -12,6 +12,10 @@ Default: one row per released size that the performance comparison with the orig
   (whole image or sliding window, ``hf_seg.inference.predict``) and the post-processing to a label map at the image's
   size (``hf_seg.predict.segment``).
 
+The model is first rewritten for inference as ``hf-seg predict`` / ``evaluate`` run it
+(``hf_seg.optimize_for_inference``: BatchNorm folded into convolutions, standardised weights cached, channels_last
+for models of narrow convolutions; the "rewrite" column says what applied); ``--no-fuse`` measures the model as
+loaded.
 Each is timed as the median of ``--repeats`` calls after one warm-up (fp32, batch 1, ``--threads`` threads, no
 gradients). ``ref`` is a fixed workload (one 2048x2048 @ 2048x2048 fp32 matmul on the same threads, median of 5)
 measured in the same process before and after the timed calls; "cost" = median seconds / mean(ref before, ref
@@ -185,16 +189,23 @@ def measure_model(args) -> dict:
     t0 = time.perf_counter()
     model, processor, how = _load(args.worker, device)
     build_s = time.perf_counter() - t0
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6
     config = model.config
     crop = _pair(args.crop) or tuple(getattr(config, "test_crop_size", None) or DEFAULT_CROP)
     size = _pair(args.image_size) or IMAGE_SIZES.get(_dataset(args.worker), DEFAULT_IMAGE_SIZE)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, 3, *crop, generator=g).to(device)
+    optimization = None
+    if not args.no_fuse:  # what hf-seg predict / evaluate run: the model rewritten for inference
+        from hf_seg import optimize_for_inference
+
+        optimize_for_inference(model, x)
+        optimization = model.hf_seg_inference_optimization.to_dict()
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8))
     model_fn = as_model_fn(model)
     result = {"model": args.worker, "how": how, "model_type": config.model_type, "crop": list(crop),
               "image": list(size), "test_mode": getattr(config, "test_mode", None) or "whole",
-              "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "threads": torch.get_num_threads(),
+              "params_m": params_m, "optimization": optimization, "threads": torch.get_num_threads(),
               "torch": torch.__version__, "device": str(device), "build_s": build_s,
               "rss_after_imports": rss_imports, "load_avg_start": os.getloadavg()}
 
@@ -229,9 +240,20 @@ def measure_model(args) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ the table
+def _rewrite(opt: dict | None) -> str:
+    """The inference rewrite in a few words: BatchNorms folded, standardised convs cached, memory format."""
+    if opt is None:
+        return "off"
+    parts = [f"{opt['folded_batch_norms']} BN"] if opt["folded_batch_norms"] else []
+    parts += [f"{opt['standardised_convs']} StdConv"] if opt["standardised_convs"] else []
+    parts += ["NHWC"] if opt["channels_last"] else []
+    return " + ".join(parts) or "none"
+
+
 def _row(r: dict) -> str:
     mib = lambda n: f"{n / 2**20:.0f}" if n and n > 0 else "n/a"  # noqa: E731
-    return (f"| {r['model']} | {r['crop'][0]}x{r['crop'][1]} | {r['model_s']:.3f} | {r['model_cost']:.1f} | "
+    return (f"| {r['model']} | {_rewrite(r.get('optimization'))} | {r['crop'][0]}x{r['crop'][1]} | "
+            f"{r['model_s']:.3f} | {r['model_cost']:.1f} | "
             f"{r['image'][0]}x{r['image'][1]} {r['test_mode']} | {r['e2e_s']:.3f} | {r['e2e_cost']:.1f} | "
             f"{mib(r['peak_rss_model'])} | {mib(r['peak_rss_e2e'])} | {mib(r['rss_after_imports'])} |")
 
@@ -244,15 +266,17 @@ def run_table(args) -> int:
     print(f"torch {torch.__version__}, {args.threads} threads, {args.device}; {len(models)} models, each in a fresh "
           f"process; median of {args.repeats} (model) / {args.e2e_repeats} (end-to-end) calls after 1 warm-up")
     print("cost = seconds / reference matmul (2048^3 fp32, same process); peak RSS in MiB\n")
-    print("| model | crop | model s | model cost | e2e image, protocol | e2e s | e2e cost | peak RSS model | "
-          "peak RSS e2e | RSS after imports |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | rewrite | crop | model s | model cost | e2e image, protocol | e2e s | e2e cost | "
+          "peak RSS model | peak RSS e2e | RSS after imports |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in models:
         cmd = [sys.executable, os.path.join(here, "benchmark.py"), "--worker", name, "--threads", str(args.threads),
                "--device", args.device, "--repeats", str(args.repeats), "--e2e-repeats", str(args.e2e_repeats)]
         for flag, value in (("--crop", args.crop), ("--image-size", args.image_size)):
             if value:
                 cmd += [flag, *map(str, value)]
+        if args.no_fuse:
+            cmd.append("--no-fuse")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
         if proc.returncode != 0 or not lines:
@@ -336,6 +360,8 @@ def build_parser():
     p.add_argument("--image-size", type=int, nargs=2, default=None, metavar=("H", "W"),
                    help="end-to-end image size (default by dataset)")
     p.add_argument("--json", default=None, help="write the rows as JSON")
+    p.add_argument("--no-fuse", action="store_true", help="models as loaded, without hf_seg.optimize_for_inference "
+                   "(BatchNorm folding, cached weight standardisation, channels_last for narrow conv nets)")
     p.add_argument("--slide-compare", action="store_true", help="sliding-window implementations on one model")
     p.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="slide-compare input size")
     p.add_argument("--stride", type=int, nargs="+", default=None, help="slide-compare stride (default test_stride)")

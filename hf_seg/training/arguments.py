@@ -64,6 +64,12 @@ class FinetuneArguments:
     processor_kwargs: str | None = field(default=None, metadata={
         "help": "JSON dict of image-processor settings to change (e.g. the test-time resize) before training; "
                 "saved with the model"})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "start a fresh run in an --output-dir that holds another run (its checkpoints are removed)"})
+    force_resume: bool = field(default=False, metadata={
+        "help": "resume from a checkpoint although it is incomplete or was written by a run with other settings"})
+    skip_nonfinite_steps: bool = field(default=False, metadata={
+        "help": "skip optimizer steps whose loss or gradients are NaN/inf instead of stopping with an error"})
 
 
 def _explicit(argv: list[str], name: str) -> bool:

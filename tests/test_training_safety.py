@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -289,6 +290,91 @@ def test_sigterm_saves_a_complete_checkpoint_and_exits_cleanly(model_dir, tmp_pa
                     "last") == 0
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 5
     assert finite(out / "model.safetensors")
+
+
+def test_sigint_is_caught_once_and_the_second_one_interrupts():
+    from hf_seg.training.trainer import GracefulStop
+
+    said = []
+    with GracefulStop(said.append) as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # no KeyboardInterrupt: the step finishes, then a checkpoint
+        assert stop.received == signal.SIGINT and "SIGINT received" in said[0]
+        with pytest.raises(KeyboardInterrupt):  # asked twice: at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ------------------------------------------------------------------------------------------------ data and arguments
+def _small_camvid(root: Path, count: int = 4) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "trainannot"):
+        (root / split).mkdir(parents=True)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(root / "train" / f"a{i}.png")
+        Image.fromarray(np.full((40, 50), i % 11, np.uint8)).save(root / "trainannot" / f"a{i}.png")
+    return root
+
+
+def _finetune_on(model, data, out, *extra) -> int:
+    args = [a for a in FAST if a not in ("--dataset", str(CAMVID))]
+    return finetune_main(["--model", str(model), "--dataset", str(data), "--output-dir", str(out), *args,
+                          "--max-steps", "2", "--save-strategy", "no", *map(str, extra)])
+
+
+def test_float_labels_are_refused_not_truncated(model_dir, tmp_path, capsys):
+    """Before: float label maps trained as their truncated values (2.7 -> class 2), exit 0."""
+    import datasets
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    labels = [np.full((40, 50), 2.0, np.float32) for _ in range(4)]
+    labels[3][5:9] = 2.7
+    features = datasets.Features({"image": datasets.Image(), "annotation": datasets.Array2D((40, 50), "float32")})
+    images = [Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)) for _ in labels]
+    data = tmp_path / "float_labels"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"image": images, "annotation": labels},
+                                                              features=features)}).save_to_disk(str(data))
+    (data / "id2label.json").write_text(json.dumps({str(k): v for k, v in get_label_set("camvid").id2label.items()}))
+    assert _finetune_on(model_dir, data, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert "train row 3" in err and "non-integer values (e.g. 2.7)" in err, err
+
+
+def test_unreadable_training_image_is_named(model_dir, tmp_path, capsys):
+    """Before: a raw ``OSError: Truncated File Read`` traceback that did not say which file."""
+    data = _small_camvid(tmp_path / "camvid")
+    broken = data / "train" / "a2.png"
+    broken.write_bytes(broken.read_bytes()[:60])
+    # checked before training
+    assert _finetune_on(model_dir, data, tmp_path / "a", "--check-samples", "-1") == 2
+    err = capsys.readouterr().err
+    assert f"train row 2 ({broken}, " in err and "cannot read it" in err, err
+    # not among the checked rows: found while training, still named
+    assert _finetune_on(model_dir, data, tmp_path / "b", "--check-samples", "1") == 2
+    err = capsys.readouterr().err
+    assert f"training row 2 ({broken}, " in err and "Traceback" not in err, err
+
+
+def test_impossible_arguments_are_refused_before_anything_runs(model_dir, tmp_path, capsys):
+    """Before: ``--processor-kwargs '{"pad_size_divisor": -8}'`` trained and saved a model predict could not load;
+    zero or negative counts, steps and sizes were accepted."""
+    data = _small_camvid(tmp_path / "camvid")
+    assert _finetune_on(model_dir, data, tmp_path / "a", "--processor-kwargs", '{"pad_size_divisor": -8}') == 2
+    err = capsys.readouterr().err
+    assert "--processor-kwargs: pad_size_divisor must be a positive integer, got -8" in err, err
+    assert not (tmp_path / "a" / "model.safetensors").exists()
+    for flag, value in (("--per-device-train-batch-size", "0"), ("--gradient-accumulation-steps", "0"),
+                        ("--save-steps", "-3"), ("--max-steps", "0"), ("--crop-size", "-64"),
+                        ("--dataloader-num-workers", "-1"), ("--learning-rate", "-1"), ("--ratio-range", "2 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            finetune_main(["--model", str(model_dir), "--dataset", str(data), "--output-dir", str(tmp_path / "b"),
+                           flag, *value.split()])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "error: argument" in err and flag.lstrip("-").replace("-", "_") in err.replace("-", "_"), err
+    assert not (tmp_path / "b").exists()
 
 
 # ------------------------------------------------------------------------------------------------ launcher

@@ -6,9 +6,12 @@ gave explicitly (the recipe fills in the others).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from dataclasses import dataclass, field
+
+from ..argtypes import non_negative_int, positive_float, positive_int
 
 __all__ = ["FinetuneArguments", "build_parser", "parse_args", "COMMON_TRAINER_FLAGS", "DESCRIPTION"]
 
@@ -83,6 +86,41 @@ COMMON_TRAINER_FLAGS = ("--output-dir", "--max-steps", "--num-train-epochs", "--
                         "--seed", "--bf16", "--report-to", "--push-to-hub")
 
 
+def _minus_one_or(smallest: int, what: str):
+    """An argparse type: -1 (all / unset) or an integer >= ``smallest``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or (value != -1 and value < smallest):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+# argparse types that refuse impossible values at parse time (HfArgumentParser sets each type from the field's
+# annotation, so they are put on the parser's actions afterwards)
+ARGUMENT_TYPES = {
+    "per_device_train_batch_size": positive_int, "per_device_eval_batch_size": positive_int,
+    "gradient_accumulation_steps": positive_int, "max_steps": _minus_one_or(1, "-1 or a positive integer"),
+    "num_train_epochs": positive_float, "learning_rate": positive_float, "save_steps": positive_float,
+    "logging_steps": positive_float, "eval_steps": positive_float, "save_total_limit": positive_int,
+    "dataloader_num_workers": non_negative_int, "crop_size": non_negative_int, "train_scale": positive_int,
+    "ratio_range": positive_float, "check_samples": _minus_one_or(0, "-1 (all) or an integer >= 0"),
+    "max_train_samples": positive_int, "max_eval_samples": positive_int, "max_train_minutes": positive_float,
+}
+
+
+def _with_argument_types(parser):
+    for action in parser._actions:
+        if action.dest in ARGUMENT_TYPES:
+            action.type = ARGUMENT_TYPES[action.dest]
+    return parser
+
+
 def build_parser(prog: str | None = None, trainer_arguments: bool = True):
     """The finetune parser: ``FinetuneArguments`` + ``TrainingArguments``, or (``trainer_arguments=False``, what
     ``--help`` shows) ours alone, which imports transformers' argument parser but not torch."""
@@ -91,11 +129,13 @@ def build_parser(prog: str | None = None, trainer_arguments: bool = True):
     if trainer_arguments:
         from transformers import TrainingArguments
 
-        return HfArgumentParser((FinetuneArguments, TrainingArguments), prog=prog, description=DESCRIPTION)
+        return _with_argument_types(HfArgumentParser((FinetuneArguments, TrainingArguments), prog=prog,
+                                                     description=DESCRIPTION))
     epilog = (f"Every transformers TrainingArguments flag is accepted as well ({', '.join(COMMON_TRAINER_FLAGS)}, "
               f"...); explicit batch size / accumulation / learning rate / steps override the recipe's. "
               f"--help-all lists them all (it imports torch: a few seconds).")
-    return HfArgumentParser(FinetuneArguments, prog=prog, description=DESCRIPTION, epilog=epilog)
+    return _with_argument_types(HfArgumentParser(FinetuneArguments, prog=prog, description=DESCRIPTION,
+                                                 epilog=epilog))
 
 
 def parse_args(argv=None, prog: str | None = None):
@@ -103,9 +143,14 @@ def parse_args(argv=None, prog: str | None = None):
     parser = build_parser(prog)
     if not _explicit(argv, "output_dir"):
         argv += ["--output_dir", os.path.join("runs", "finetune")]
-    args, targs = parser.parse_args_into_dataclasses(argv)
+    try:
+        args, targs = parser.parse_args_into_dataclasses(argv)
+    except ValueError as err:  # TrainingArguments' own checks of combinations
+        parser.error(str(err))
     if not args.dataset and not args.dry_run:
         parser.error("--dataset is required (unless --dry-run)")
+    if args.ratio_range and args.ratio_range[0] > args.ratio_range[1]:
+        parser.error(f"argument --ratio-range: {args.ratio_range[0]:g} > {args.ratio_range[1]:g} (LO HI)")
     args._explicit = {name for name in ("per_device_train_batch_size", "gradient_accumulation_steps",
                                         "learning_rate", "max_steps", "num_train_epochs", "logging_steps",
                                         "per_device_eval_batch_size", "save_strategy", "dataloader_num_workers",

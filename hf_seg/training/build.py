@@ -243,6 +243,29 @@ def dry_run(args, targs) -> dict:
         notes=notes + _batchnorm_notes(bn))
 
 
+def _with_processor_settings(processor, text: str):
+    """A new processor with ``--processor-kwargs``' settings, built through its constructor so that its checks run
+    (``pad_size_divisor: -8`` is refused now, not after training as a model predict cannot load)."""
+    from .model_inputs import DatasetCheckError
+
+    try:
+        changes = json.loads(text)
+    except ValueError as err:
+        raise DatasetCheckError(f"--processor-kwargs is not JSON: {err}") from err
+    if not isinstance(changes, dict):
+        raise DatasetCheckError(f"--processor-kwargs must be a JSON object, got {text!r}")
+    settings = processor.to_dict()
+    unknown = sorted(key for key in changes if not hasattr(processor, key))
+    if unknown:
+        raise DatasetCheckError(f"--processor-kwargs: the image processor has no setting {unknown[0]!r}")
+    for key in ("image_processor_type", "processor_class", "auto_map", "_processor_class"):
+        settings.pop(key, None)
+    try:
+        return type(processor)(**{**settings, **changes})
+    except (TypeError, ValueError) as err:
+        raise DatasetCheckError(f"--processor-kwargs: {err}") from err
+
+
 def build_trainer(args, targs, callbacks=None):
     """Load the data and the model, check them, fit the recipe and build the :class:`SegmentationTrainer`.
 
@@ -283,10 +306,7 @@ def build_trainer(args, targs, callbacks=None):
     ignore_index = int(getattr(model.config, "semantic_loss_ignore_index", ignore_index))
     processor = _set_processor_labels(processor, info, ignore_index)
     if args.processor_kwargs:
-        for key, value in json.loads(args.processor_kwargs).items():
-            if not hasattr(processor, key):
-                raise DatasetCheckError(f"--processor-kwargs: the image processor has no setting {key!r}")
-            setattr(processor, key, value)
+        processor = _with_processor_settings(processor, args.processor_kwargs)
     family, declared = family_of(model.config)
     label_fn = label_function(info, ignore_index)
 

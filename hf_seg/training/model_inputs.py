@@ -24,7 +24,7 @@ from ..image_io import decode_label_map, image_to_array, open_image, to_uint8
 from .transforms import TargetMap, seeded
 
 __all__ = ["TrainDataset", "EvalDataset", "EpochKeySampler", "SegmentationCollator", "check_dataset",
-           "DatasetCheckError", "to_image_tensor", "to_label_array", "eval_canvas"]
+           "DatasetCheckError", "to_image_tensor", "to_label_array", "read_row", "row_files", "eval_canvas"]
 
 
 class DatasetCheckError(ValueError):
@@ -52,12 +52,35 @@ def to_image_tensor(image) -> torch.Tensor:
 
 
 def to_label_array(annotation) -> np.ndarray:
-    if hasattr(annotation, "mode"):  # PIL: palette indices / 16-bit values kept, colour or non-integer maps refused
-        return decode_label_map(annotation)
-    array = np.asarray(annotation)
-    if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
-        array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:-1])
-    return array
+    """Class ids [H, W]: palette indices / 16-bit values kept; colour maps and non-integer values (float label
+    arrays would be truncated, 2.7 -> 2) refused by the one decoder."""
+    return decode_label_map(annotation if hasattr(annotation, "mode") else np.asarray(annotation))
+
+
+def read_row(dataset, index: int, image_column: str, label_column: str, split: str = "train"):
+    """(uint8 [3, H, W] image, [H, W] class ids) of row ``index``; any failure to read or decode it is a
+    :class:`DatasetCheckError` naming the split, the row and its files."""
+    try:
+        row = dataset[int(index)]
+        return to_image_tensor(row[image_column]), to_label_array(row[label_column])
+    except Exception as err:  # noqa: BLE001 - whatever the decoder says, reported with the file it concerns
+        reason = getattr(err, "reason", None) or f"{type(err).__name__}: {err}"
+        raise DatasetCheckError(f"{split} row {index} ({row_files(dataset, index, image_column, label_column)}): "
+                                f"cannot read it: {reason}") from err
+
+
+def row_files(dataset, index: int, *columns: str) -> str:
+    """The files behind row ``index``'s image columns, for messages (read without decoding them)."""
+    try:
+        table = dataset.with_format("arrow")[int(index)]
+        names = []
+        for column in columns:
+            value = table[column].to_pylist()[0]
+            path = value.get("path") if isinstance(value, dict) else None
+            names.append(str(path) if path else f"{column}: stored bytes")
+        return ", ".join(names)
+    except Exception:  # noqa: BLE001 - not an arrow-backed dataset: the row number has to do
+        return "files unknown"
 
 
 class EpochKeySampler(torch.utils.data.Sampler):
@@ -110,9 +133,8 @@ class TrainDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        row = self.dataset[int(index)]
-        image = to_image_tensor(row[self.image_column])
-        labels = torch.from_numpy(np.asarray(self.label_fn(to_label_array(row[self.label_column])), dtype=np.int64))
+        image, raw = read_row(self.dataset, index, self.image_column, self.label_column, split="training")
+        labels = torch.from_numpy(np.asarray(self.label_fn(raw), dtype=np.int64))
         return image, labels
 
     def __getitem__(self, key: int) -> dict:
@@ -146,9 +168,8 @@ class EvalDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict:
-        row = self.dataset[int(index)]
-        image = to_image_tensor(row[self.image_column])
-        labels = torch.from_numpy(np.asarray(self.label_fn(to_label_array(row[self.label_column])), dtype=np.int64))
+        image, raw = read_row(self.dataset, index, self.image_column, self.label_column, split="evaluation")
+        labels = torch.from_numpy(np.asarray(self.label_fn(raw), dtype=np.int64))
         batch = self.processor(images=image, segmentation_maps=labels, input_data_format="channels_first")
         return {"pixel_values": batch["pixel_values"][0], "labels": batch["labels"][0]}
 
@@ -258,15 +279,7 @@ def check_dataset(dataset, label_fn, num_labels: int, ignore_index: int, split: 
     sizes = []
     labelled = 0
     for index in indices:
-        row = dataset[int(index)]
-        try:
-            image = to_image_tensor(row[image_column])
-        except Exception as err:  # noqa: BLE001 - report which row
-            raise DatasetCheckError(f"{split} row {index}: cannot read the image ({err})") from err
-        raw = to_label_array(row[label_column])
-        if raw.ndim != 2:
-            raise DatasetCheckError(f"{split} row {index}: the annotation has shape {raw.shape}; expected a single-"
-                                    f"channel class-id map (colour-coded annotations need converting to ids first)")
+        image, raw = read_row(dataset, index, image_column, label_column, split)
         if tuple(raw.shape) != tuple(image.shape[-2:]):
             raise DatasetCheckError(f"{split} row {index}: image is {tuple(image.shape[-2:])} (H, W) but its label map "
                                     f"is {tuple(raw.shape)}; every label map must have its image's size")
@@ -275,7 +288,8 @@ def check_dataset(dataset, label_fn, num_labels: int, ignore_index: int, split: 
         bad = [int(v) for v in ids if v != ignore_index and not 0 <= v < num_labels]
         if bad:
             raise DatasetCheckError(
-                f"{split} row {index}: label ids {bad[:10]} are outside [0, {num_labels}) and are not the ignore index "
+                f"{split} row {index} ({row_files(dataset, index, label_column)}): label ids {bad[:10]} are outside "
+                f"[0, {num_labels}) and are not the ignore index "
                 f"{ignore_index}. The model has {num_labels} classes: use a dataset with at most that many, a model "
                 f"built for this dataset's classes (--ignore-mismatched-sizes re-initialises the classifier for the "
                 f"dataset's labels), or fix the dataset's label mapping (reduce_labels / label_map)")

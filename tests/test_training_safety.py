@@ -357,6 +357,17 @@ def test_unreadable_training_image_is_named(model_dir, tmp_path, capsys):
     assert f"training row 2 ({broken}, " in err and "Traceback" not in err, err
 
 
+def test_images_without_annotation_are_counted_not_dropped_silently(model_dir, tmp_path, capsys):
+    """Before: images of a folder layout without an annotation file were left out of training without a word."""
+    data = _small_camvid(tmp_path / "camvid", count=5)
+    (data / "trainannot" / "a4.png").unlink()
+    assert _finetune_on(model_dir, data, tmp_path / "out") == 0
+    out = capsys.readouterr().out
+    assert (f"note: 1 image(s) of the train split have no annotation file and are left out "
+            f"(e.g. {data / 'train' / 'a4.png'})") in out, out
+    assert "(camvid, 4 train)" in out, out
+
+
 def test_impossible_arguments_are_refused_before_anything_runs(model_dir, tmp_path, capsys):
     """Before: ``--processor-kwargs '{"pad_size_divisor": -8}'`` trained and saved a model predict could not load;
     zero or negative counts, steps and sizes were accepted."""

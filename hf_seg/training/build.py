@@ -105,14 +105,15 @@ def label_function(info, ignore_index: int):
 
 # ------------------------------------------------------------------------------------------------ data
 def load_data(args):
-    """({split: datasets.Dataset with image/annotation columns}, DatasetInfo) through :mod:`hf_seg.data`."""
+    """({split: datasets.Dataset with image/annotation columns}, DatasetInfo, {split: images without an annotation
+    file}) through :mod:`hf_seg.data` (folder layouts leave such images out of the split; the run says how many)."""
     from ..data import load_segmentation_dataset
 
     columns = {}
     if args.image_column != "image" or args.label_column != "annotation":
         columns = {"image_column": args.image_column, "label_column": args.label_column}
     data = load_segmentation_dataset(args.dataset, **columns)
-    return dict(data.splits), data.info
+    return dict(data.splits), data.info, {k: list(v) for k, v in data.missing_labels.items() if v}
 
 
 def _pick_eval_split(args, splits) -> str | None:
@@ -128,17 +129,21 @@ def _pick_eval_split(args, splits) -> str | None:
 
 
 def _read_dataset(args):
-    """(splits, info) of ``--dataset``; clear errors for what cannot be read."""
+    """(splits, info, notes) of ``--dataset``; clear errors for what cannot be read. The notes count the images of
+    the splits used that have no annotation file (left out, never dropped without a word)."""
     from .model_inputs import DatasetCheckError
 
     try:
-        splits, info = load_data(args)
+        splits, info, missing = load_data(args)
     except (FileNotFoundError, ValueError) as err:  # DatasetLayoutError is a ValueError
         raise DatasetCheckError(f"cannot read the dataset {args.dataset!r}: {err}") from err
     if args.train_split not in splits:
         raise DatasetCheckError(f"the dataset has no {args.train_split!r} split (splits: {sorted(splits)}); "
                                 f"check the path and its folder layout")
-    return splits, info
+    used = {args.train_split, _pick_eval_split(args, splits)}
+    notes = [f"{len(files)} image(s) of the {split} split have no annotation file and are left out (e.g. {files[0]})"
+             for split, files in missing.items() if split in used]
+    return splits, info, notes
 
 
 def _labels_of(info):
@@ -209,7 +214,7 @@ def dry_run(args, targs) -> dict:
     family, declared = family_of(config)
     info, notes, train_size = None, [], None
     if args.dataset:
-        splits, info = _read_dataset(args)
+        splits, info, notes = _read_dataset(args)
         info = adapt_info_to_model(info, config.num_labels)
         dataset_name, id2label = _labels_of(info)
         train_size = len(splits[args.train_split])
@@ -294,7 +299,9 @@ def build_trainer(args, targs, callbacks=None):
             print(message, flush=True)
 
     set_seed(targs.seed)
-    splits, info = _read_dataset(args)
+    splits, info, data_notes = _read_dataset(args)
+    for line in data_notes:
+        say(f"note: {line}")
     config, entry = model_config(args)
     info = adapt_info_to_model(info, config.num_labels)  # e.g. Pascal-Context with the model's 59 or 60 classes
     dataset_name, id2label = _labels_of(info)

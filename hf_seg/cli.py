@@ -58,17 +58,24 @@ def _models_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def _check_family(name: str) -> None:
+    """A ``--family`` value must name a family: an unknown one is an error, never an empty result."""
+    from .families import families
+
+    known = sorted(families())
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise UsageError(f"unknown family {name!r}; {hint}hf_seg's families: {', '.join(known)}")
+
+
 def _models(args) -> int:
     from .model_cards import zoo_table_text
     from .zoo import list_models
 
-    rows = list_models()
-    families = sorted({e.family for e in rows})
-    if args.family is not None and args.family not in families:
-        close = difflib.get_close_matches(args.family, families, n=1)
-        hint = f"did you mean {close[0]}? " if close else ""
-        raise UsageError(f"unknown family {args.family!r}; {hint}the zoo's families: {', '.join(families)}")
-    rows = [e for e in rows if args.family is None or e.family == args.family]
+    if args.family is not None:
+        _check_family(args.family)
+    rows = [e for e in list_models() if args.family is None or e.family == args.family]
     if args.json:
         import json
 
@@ -105,6 +112,8 @@ def _convert_parser(prog: str) -> argparse.ArgumentParser:
 def _convert(args) -> int:
     from .conversion import convert_original
 
+    if args.family is not None:
+        _check_family(args.family)
     _, _, report = convert_original(args.config, args.checkpoint, args.output, family=args.family)
     print(report.summary())
     print(f"wrote {args.output}")

@@ -126,6 +126,7 @@ def draw(model, processor, dataset, info, out_dir: Path, max_rows: int = 10) -> 
     import numpy as np
     from PIL import Image, ImageDraw
 
+    from .image_io import save_image_atomic
     from .predict import draw_legend, overlay, palette_for, segment
 
     palette = palette_for(model.config)
@@ -139,7 +140,7 @@ def draw(model, processor, dataset, info, out_dir: Path, max_rows: int = 10) -> 
         prediction = segment(image, model, processor)
         name = Path(row.get("image_path") or f"image_{index:03d}").stem
         path = out_dir / f"{name}_overlay.png"
-        draw_legend(overlay(image, prediction, palette), prediction, id2label, palette).save(path)
+        save_image_atomic(draw_legend(overlay(image, prediction, palette), prediction, id2label, palette), path)
         overlays.append(path)
         rows.append([image, Image.fromarray(_colour(truth, palette, info.ignore_index)),
                      Image.fromarray(_colour(prediction, palette, info.ignore_index))])
@@ -157,7 +158,7 @@ def draw(model, processor, dataset, info, out_dir: Path, max_rows: int = 10) -> 
             resample = Image.BILINEAR if c == 0 else Image.NEAREST
             grid.paste(picture.resize(cell, resample), (c * cell[0], header + r * cell[1]))
     grid_path = out_dir / "grid.png"
-    draw_legend(grid, np.concatenate(shown), id2label, palette).save(grid_path)
+    save_image_atomic(draw_legend(grid, np.concatenate(shown), id2label, palette), grid_path)
     return overlays, grid_path
 
 
@@ -228,6 +229,7 @@ def run(args) -> int:
 
     from .data import load_segmentation_dataset
     from .evaluation import evaluate_segmentation, format_report, load_model_and_processor
+    from .training.report import write_recipe_json
 
     t0 = time.perf_counter()
     model, processor, _ = load_model_and_processor(str(model_dir))
@@ -256,8 +258,7 @@ def run(args) -> int:
         "cpu_seconds": round(time.process_time() - cpu_start, 1), "peak_rss_mib": round(_peak_rss_mib(), 1),
         "threads": torch.get_num_threads(), "finetune_command": shlex.join(["hf-seg", "finetune", *command]),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "demo_results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_recipe_json(summary, str(out), "demo_results.json")  # atomically: a reader never sees half a file
     print(f"\nheld-out test ({summary['test_images']} CamVid images, scored at 480x360) after "
           f"{summary['optimizer_steps']} steps from random weights:\n"
           f"  model:    mIoU {100 * m['mean_iou']:5.1f} %   pixel accuracy {100 * m['overall_accuracy']:5.1f} %\n"

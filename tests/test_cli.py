@@ -73,6 +73,10 @@ def test_unknown_command_and_family_are_errors(capsys):
     assert main(["models", "--family", "setrr"]) == 2
     err = capsys.readouterr().err
     assert "unknown family 'setrr'" in err and "did you mean setr?" in err
+    # convert's --family too: refused before any file is read
+    assert main(["convert", "--config", "none.py", "--checkpoint", "none.pth", "--output", "unused",
+                 "--family", "semaks"]) == 2
+    assert capsys.readouterr().err.startswith("hf-seg convert: error: unknown family 'semaks'; did you mean semask?")
 
 
 def test_a_mistyped_model_gets_did_you_mean_without_the_network(tmp_path, capsys, monkeypatch):

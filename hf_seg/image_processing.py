@@ -107,7 +107,7 @@ class HfSegImageProcessor(BaseImageProcessor):
         return self.preprocess(images, segmentation_maps=segmentation_maps, **kwargs)
 
     def preprocess(self, images, segmentation_maps=None, return_tensors="pt", input_data_format=None,
-                   **overrides) -> BatchFeature:
+                   do_convert_rgb=None, **overrides) -> BatchFeature:
         """Turn one image or a list of images (PIL, numpy HWC/CHW, torch CHW) into ``pixel_values`` [B, 3, H, W].
 
         ``segmentation_maps`` (same count and sizes) become ``labels`` [B, H, W] int64. Any constructor argument can
@@ -116,8 +116,12 @@ class HfSegImageProcessor(BaseImageProcessor):
         ends could be channels (an image 1, 3 or 4 pixels high or wide). Integer values are read as
         :func:`hf_seg.image_io.intensity_divisor` says (uint8 0..255, uint16 0..65535, other integer types by
         value range); floats must hold 0..1. PIL images are read by :func:`hf_seg.image_io.image_to_array`, in their
-        EXIF orientation, exactly as ``hf-seg predict`` / evaluate / finetune read files.
+        EXIF orientation, exactly as ``hf-seg predict`` / evaluate / finetune read files. ``do_convert_rgb`` (transformers'
+        argument) may be True: images are always converted to the 3-channel RGB every model takes.
         """
+        if do_convert_rgb is not None and not do_convert_rgb:
+            raise ValueError("do_convert_rgb=False is not supported: every hf_seg model takes 3-channel RGB images, "
+                             "and the processor converts grayscale, RGBA and palette images to it")
         if input_data_format not in (None, "channels_first", "channels_last"):
             input_data_format = getattr(input_data_format, "value", input_data_format)  # transformers' enum
             if input_data_format not in ("channels_first", "channels_last"):

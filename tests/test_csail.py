@@ -1,7 +1,9 @@
 """CSAIL family: parity against the original code (PyPI mit-semseg, built live), model behaviour, presets."""
 
 import json
+import os
 import re
+from pathlib import Path
 import subprocess
 import sys
 
@@ -16,7 +18,6 @@ from fixture_utils import ROOT, assert_close
 from hf_seg.conversion import ConfigError, ConversionError, convert_original
 from hf_seg.modeling.csail import CsailConfig, CsailConverter, CsailForSemanticSegmentation
 from hf_seg.modeling.csail.configuration_csail import DECODERS
-from hf_seg.modeling.csail import tiny_config as csail_tiny_config
 from hf_seg.zoo import build_config, list_models
 
 # every released pair (README table) plus pairs the code supports beyond it
@@ -95,7 +96,7 @@ CONFIG_STYLE = {"c1": "yacs", "ppm": "yacs", "c1_deepsup": "argparse", "ppm_deep
 
 def _feeds(encoder, decoder):
     try:
-        CsailConfig(encoder=encoder, decoder=decoder)
+        CsailConfig(arch_encoder=encoder, arch_decoder=decoder)
     except ValueError:
         return False
     return True
@@ -118,7 +119,7 @@ def test_parity_with_original_output_stride_16(encoder, decoder, record_property
     ref = Reference(encoder, decoder, FC_DIM.get(encoder, 2048), seed=len(encoder) + len(decoder), input_hw=(64, 96),
                     config_names=names, config_style="yacs" if style == "ours" else style)
     model, processor, _ = convert_original(ref.config_path, ref.checkpoints)
-    assert (model.config.encoder, model.config.decoder) == (encoder, decoder)
+    assert (model.config.arch_encoder, model.config.arch_decoder) == (encoder, decoder)
     assert model.config.output_stride == (4 if decoder.startswith("upernet") else 16)
     check_parity(ref, model, processor, f"{encoder}+{decoder}", record_property)
     if style == "argparse":  # that code's input: BGR in 0..255 minus its mean, cv2 (not antialiased) resizing
@@ -138,7 +139,7 @@ def test_dilated16_places_dilation_like_the_original(tmp_path):
     torch.save({}, empty)
     for depth in (18, 50, 101):
         with torch.device("meta"):
-            ours = CsailForSemanticSegmentation(CsailConfig(encoder=f"resnet{depth}dilated16", decoder="c1",
+            ours = CsailForSemanticSegmentation(CsailConfig(arch_encoder=f"resnet{depth}dilated16", arch_decoder="c1",
                                                             num_labels=2)).encoder.backbone
             original, _ = build_original(f"resnet{depth}dilated16", "c1", 2048, 2, empty)
 
@@ -168,11 +169,11 @@ def test_converter_reads_argparse_era_names_and_refuses_unknown_ones(tmp_path):
     old = {"arch_encoder": "resnet50_dilated8", "arch_decoder": "ppm_bilinear_deepsup", "fc_dim": 2048}
     assert converter.matches(old)
     config = converter.build_config(old)
-    assert (config.encoder, config.decoder, config.num_labels) == ("resnet50dilated", "ppm_deepsup", 150)
+    assert (config.arch_encoder, config.arch_decoder, config.num_labels) == ("resnet50dilated", "ppm_deepsup", 150)
     yacs = {"MODEL": {"arch_encoder": "ResNet18_dilated16", "arch_decoder": "c1_bilinear", "fc_dim": 512},
             "DATASET": {"num_class": 150}}
     config = converter.build_config(yacs)
-    assert (config.encoder, config.decoder, config.output_stride) == ("resnet18dilated16", "c1", 16)
+    assert (config.arch_encoder, config.arch_decoder, config.output_stride) == ("resnet18dilated16", "c1", 16)
     # a yacs config means the code of 2019 and later (RGB, ImageNet mean/std), train.py arguments the 2018 code (BGR)
     assert converter.processor_kwargs(yacs).get("channel_order", "RGB") == "RGB"
     assert converter.processor_kwargs(old)["channel_order"] == "BGR"
@@ -228,53 +229,14 @@ def test_converter_refuses_other_family_configs(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- behaviour
-def tiny_model(decoder="c1_deepsup", encoder="mobilenetv2dilated", num_labels=5):
-    torch.manual_seed(0)
-    return CsailForSemanticSegmentation(csail_tiny_config(encoder=encoder, decoder=decoder, num_labels=num_labels))
-
-
-def test_forward_contract_and_hidden_states():
-    model = tiny_model().eval()
-    x = torch.randn(2, 3, 64, 96)
-    out = model(pixel_values=x, output_hidden_states=True)
-    assert out.logits.shape == (2, 5, 8, 12)
-    assert [h.shape[1] for h in out.hidden_states] == [24, 32, 64, 160, 320]
-    assert out.loss is None
-    as_tuple = model(pixel_values=x, return_dict=False)
-    assert torch.equal(as_tuple[0], out.logits)
-
-
-def test_loss_backward_and_label_checks():
-    model = tiny_model().train()
-    x = torch.randn(2, 3, 64, 64)
-    labels = torch.randint(0, 5, (2, 64, 64))
-    labels[0, :10] = 255
-    out = model(pixel_values=x, labels=labels)
-    out.loss.backward()
-    assert model.decoder.conv_last_deepsup.weight.grad is not None  # deep supervision takes part in the loss
-    with pytest.raises(ValueError, match="outside"):
-        model(pixel_values=x, labels=torch.full((2, 64, 64), 7))
-
-
-def test_save_load_round_trip(tmp_path):
-    model = tiny_model(decoder="ppm_deepsup").eval()
-    model.save_pretrained(tmp_path)
-    assert (tmp_path / "model.safetensors").is_file()
-    loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path).eval()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(model(pixel_values=x).logits, loaded(pixel_values=x).logits)
-    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "hfseg_csail"
-
-
 @pytest.mark.parametrize("kwargs,match", [
-    ({"encoder": "resnet34"}, "encoder must be one of"),
-    ({"decoder": "psp"}, "decoder must be one of"),
-    ({"encoder": "hrnetv2", "decoder": "c1_deepsup"}, "second-to-last"),
-    ({"encoder": "resnet18", "decoder": "upernet"}, "ResNet-50/101"),
-    ({"encoder": "resnet18dilated16", "decoder": "upernet_lite"}, "ResNet-50/101"),
-    ({"encoder": "resnet50dilated16", "fc_dim": 512}, "fc_dim=512"),
-    ({"encoder": "resnet50dilated", "fc_dim": 512}, "fc_dim=512"),
+    ({"arch_encoder": "resnet34"}, "arch_encoder must be one of"),
+    ({"arch_decoder": "psp"}, "arch_decoder must be one of"),
+    ({"arch_encoder": "hrnetv2", "arch_decoder": "c1_deepsup"}, "second-to-last"),
+    ({"arch_encoder": "resnet18", "arch_decoder": "upernet"}, "ResNet-50/101"),
+    ({"arch_encoder": "resnet18dilated16", "arch_decoder": "upernet_lite"}, "ResNet-50/101"),
+    ({"arch_encoder": "resnet50dilated16", "fc_dim": 512}, "fc_dim=512"),
+    ({"arch_encoder": "resnet50dilated", "fc_dim": 512}, "fc_dim=512"),
 ])
 def test_config_refuses_what_cannot_be_built(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -283,8 +245,8 @@ def test_config_refuses_what_cannot_be_built(kwargs, match):
 
 def test_presets_cover_the_readme_table_with_full_size_models():
     # the nine rows of the README at the fixtures' commit plus ResNet50dilated + C1_deepsup of its 2018 versions
-    rows = json.loads((ROOT.parent / "shared" / "fixtures" / "csail" / "zoo.json").read_text())["models"] \
-        if (ROOT.parent / "shared").is_dir() else None
+    facts = Path(os.environ.get("HF_SEG_FIXTURES", "")) / "csail" / "zoo.json"  # the full fixture set, when given
+    rows = json.loads(facts.read_text())["models"] if os.environ.get("HF_SEG_FIXTURES") and facts.is_file() else None
     names = {e.name for e in list_models("csail")}
     assert len(names) == 10
     if rows is not None:
@@ -326,12 +288,3 @@ def test_cards_carry_every_number_of_the_seed_readme_table():
         assert not missing, f"{name}: the card lacks {missing}"
         hours_per_epoch, epochs, total = training
         assert f"{hours_per_epoch:g} x {epochs} = " in text and f"= {total:g}" in text, name
-
-
-@pytest.mark.slow
-def test_torch_compile_smoke():
-    model = tiny_model(decoder="c1").eval()
-    compiled = torch.compile(model)
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert_close(compiled(pixel_values=x).logits, model(pixel_values=x).logits, "compiled")

@@ -190,11 +190,12 @@ def test_dataset_and_model_class_counts_must_agree(tmp_path):
 
 
 def test_evaluate_script_subprocess(tmp_path):
-    csail = pytest.importorskip("hf_seg.modeling.csail")
+    from hf_seg.modeling import csail
+
     info = dataset_info("ade20k")
     torch.manual_seed(0)
     model = csail.CsailForSemanticSegmentation(csail.CsailConfig(
-        encoder="mobilenetv2dilated", decoder="c1_deepsup", num_labels=150, id2label=info.id2label))
+        arch_encoder="mobilenetv2dilated", arch_decoder="c1_deepsup", num_labels=150, id2label=info.id2label))
     model.save_pretrained(tmp_path / "csail")
     HfSegImageProcessor(resize_mode="keep_ratio", scale=[256, 96], do_reduce_labels=True).save_pretrained(
         tmp_path / "csail")

@@ -1,6 +1,7 @@
 """SETR family: parity with the original (fixtures), model behaviour, converter refusals, presets."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -32,7 +33,6 @@ def _window(case_data):
     return x, y
 
 
-
 @pytest.mark.parity
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_parity_with_original(case, converted, record_property):
@@ -51,7 +51,7 @@ def test_parity_with_original(case, converted, record_property):
     # backbone tensors the heads read
     for key, value in expected.items():
         if key.startswith("vit_tokens_layer"):
-            tokens = out.hidden_states[int(key[len("vit_tokens_layer"):])]
+            tokens = out.hidden_states[int(key[len("vit_tokens_layer"):]) + 1]  # [0] is the embedding
             if model.config.backbone == "vit_mla":  # VIT_MLA dropped the cls token before the blocks
                 value = value[:, 1:] if value.shape[1] == tokens.shape[1] + 1 else value
             assert_close(tokens, value, key)
@@ -85,7 +85,8 @@ def test_inference_output_and_prediction(case, converted):
                                                   align_corners=spec["align_corners"]) \
             if logits.shape[-2:] != x.shape[-2:] else logits
     else:
-        inference = pytest.importorskip("hf_seg.inference", reason="shared slide inference not available yet")
+        from hf_seg import inference
+
         assert model.config.test_mode == "slide"
         assert model.config.test_crop_size == meta["slide"]["crop_size"]
         assert model.config.test_stride == meta["slide"]["stride"]
@@ -158,43 +159,8 @@ KINDS = ["naive", "pup", "mla", "hlg"]
 
 
 def _tiny(kind):
-    if kind == "hlg":
-        pytest.importorskip("hf_seg.modeling.setr.modeling_hlg")
     torch.manual_seed(0)
     return SetrForSemanticSegmentation(tiny_config(kind)).eval()
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_forward_contract_and_hidden_states(kind):
-    model = _tiny(kind)
-    size = tuple(model.config.image_size)
-    x = torch.randn(2, 3, *size)
-    with torch.no_grad():
-        out = model(pixel_values=x, output_hidden_states=True)
-    expected = size  # Naive/MLA resize to the input, PUP is 16x the patch grid, HLG 4x its stride-4 fusion
-    assert out.logits.shape == (2, 5, *expected)
-    assert out.loss is None and out.auxiliary_logits is None
-    assert out.hidden_states is not None and len(out.hidden_states) > 0
-    with torch.no_grad():
-        plain = model(pixel_values=x, return_dict=False)
-    assert isinstance(plain, tuple) and torch.allclose(plain[0], out.logits)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_loss_backward_and_label_checks(kind):
-    model = _tiny(kind).train()
-    size = tuple(model.config.image_size)
-    x = torch.randn(2, 3, *size)
-    labels = torch.randint(0, 5, (2, *size))
-    labels[:, :3] = 255
-    out = model(pixel_values=x, labels=labels)
-    assert len(out.loss_terms) == 1 + len(model.config.auxiliary_heads)
-    assert torch.allclose(out.loss, sum(out.loss_terms))
-    out.loss.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None for g in grads[:5])
-    with pytest.raises(ValueError, match="outside"):
-        model(pixel_values=x, labels=torch.full((2, *size), 7))
 
 
 def test_loss_averages_over_all_pixels_like_mmseg():
@@ -207,18 +173,6 @@ def test_loss_averages_over_all_pixels_like_mmseg():
         out = model(pixel_values=x, labels=half, output_auxiliary_logits=True)
         per_pixel = torch.nn.functional.cross_entropy(out.logits, half, ignore_index=255, reduction="none")
     assert torch.allclose(out.loss_terms[0], per_pixel.sum() / half.numel())
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_save_load_round_trip(kind, tmp_path):
-    model = _tiny(kind)
-    model.save_pretrained(tmp_path)
-    loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path).eval()
-    x = torch.randn(1, 3, *model.config.image_size)
-    with torch.no_grad():
-        assert torch.equal(model(pixel_values=x).logits, loaded(pixel_values=x).logits)
-    assert loaded.config.decode_head == model.config.decode_head
-    assert loaded.config.auxiliary_heads == model.config.auxiliary_heads
 
 
 def test_other_input_sizes_interpolate_the_position_embedding():
@@ -234,7 +188,8 @@ def test_other_input_sizes_interpolate_the_position_embedding():
 
 def test_slide_inference_agrees_with_whole_inference_where_it_should():
     """A window grid that covers a non-multiple image with one window is exactly whole inference."""
-    inference = pytest.importorskip("hf_seg.inference", reason="shared slide inference not available yet")
+    from hf_seg import inference
+
     model = _tiny("naive")
     model.config.test_mode, model.config.test_crop_size, model.config.test_stride = "slide", [64, 64], [48, 48]
     x = torch.randn(1, 3, 37, 53)  # smaller than the crop and not a multiple of the patch or the stride
@@ -262,15 +217,6 @@ def test_config_refuses_what_cannot_be_built(kwargs, match):
         SetrConfig(**{**base, **kwargs})
 
 
-@pytest.mark.slow
-def test_torch_compile_smoke():
-    model = _tiny("pup")
-    x = torch.randn(1, 3, 64, 64)
-    compiled = torch.compile(model)
-    with torch.no_grad():
-        assert_close(compiled(pixel_values=x).logits, model(pixel_values=x).logits, "compiled logits")
-
-
 # ---------------------------------------------------------------------------------------------------- presets
 ZOO = {e.original_name: e for e in list_models("setr")}
 
@@ -279,7 +225,7 @@ def _zoo_facts():
     from pathlib import Path
     import os
 
-    for base in [os.environ.get("HF_SEG_FIXTURES"), "/work/shared/fixtures"]:
+    for base in [os.environ.get("HF_SEG_FIXTURES")]:
         if base and (Path(base) / "setr" / "zoo.json").is_file():
             return json.loads((Path(base) / "setr" / "zoo.json").read_text())
     return None
@@ -304,8 +250,6 @@ def test_presets_cover_every_released_row():
 
 @pytest.mark.parametrize("entry", list_models("setr"), ids=lambda e: e.name)
 def test_every_preset_builds_a_config(entry):
-    if entry.config["backbone"] == "hlg":
-        pytest.importorskip("hf_seg.modeling.setr.modeling_hlg")
     config = build_config(entry.name)
     assert config.test_mode == "slide" and config.test_crop_size == list(entry.crop_size)
     assert config.id2label and len(config.id2label) == config.num_labels
@@ -394,13 +338,21 @@ def test_hlg_presets_build_at_full_size():
         assert sum(p.numel() for p in model.parameters()) > 3e7
 
 
-def test_hlg_checkpoint_names_convert_by_identity(tmp_path):
-    """An mmseg-style HLG checkpoint (our names = the original's) converts with a config in the original format."""
+def _hlg_original_name(key: str) -> str:
+    """Our HLG key -> the segmentation code's: its conv-BN(-act) Sequentials are indexed, ours ConvNormAct."""
+    key = re.sub(r"(spatial_smooth\.0)\.(\d)\.(conv|bn)\.", lambda m: f"{m[1]}.{3 * int(m[2]) + (m[3] == 'bn')}.", key)
+    return re.sub(r"(s0_conv\.\d|down_proj\.proj)\.(conv|bn)\.", lambda m: f"{m[1]}.{int(m[2] == 'bn')}.", key)
+
+
+def test_hlg_checkpoint_names_convert_by_name(tmp_path):
+    """An mmseg-style HLG checkpoint (the segmentation code's module names) converts with a config in the original
+    format: names are kept, except the conv-BN Sequential indices, which the rename table maps."""
     torch.manual_seed(0)
     model = SetrForSemanticSegmentation(tiny_config("hlg", hlg_window_size=7)).eval()  # the original's fixed window
-    state = {f"backbone.{k}": v for k, v in model.backbone.state_dict().items()}
-    state.update({f"decode_head.{k}": v for k, v in model.decode_head.state_dict().items()})
+    state = {_hlg_original_name(f"backbone.{k}"): v for k, v in model.backbone.state_dict().items()}
+    state.update({_hlg_original_name(f"decode_head.{k}"): v for k, v in model.decode_head.state_dict().items()})
     state.update({f"auxiliary_head.{k}": v for k, v in model.auxiliary_heads[0].state_dict().items()})
+    assert "backbone.s0_conv.0.1.running_var" in state and "backbone.block1.0.spatial_smooth.0.7.bias" in state
     torch.save({"state_dict": state}, tmp_path / "hlg.pth")
     c = model.config
     (tmp_path / "config.py").write_text(f"""

@@ -27,7 +27,7 @@ def tiny_config(**overrides) -> CsailConfig:
     encoder the family has, with the C1 deep-supervision decoder and 5 classes (about 2.2M parameters; a 64x64
     forward takes a few tens of milliseconds on CPU). Any input size runs. ``overrides`` are ``CsailConfig``
     arguments."""
-    kwargs = dict(encoder="mobilenetv2dilated", decoder="c1_deepsup", num_labels=5)
+    kwargs = dict(arch_encoder="mobilenetv2dilated", arch_decoder="c1_deepsup", num_labels=5)
     kwargs.update(overrides)
     return CsailConfig(**kwargs)
 

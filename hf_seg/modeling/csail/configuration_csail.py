@@ -34,44 +34,55 @@ class CsailConfig(HfSegConfig):
     r"""Encoder/decoder pair of the MIT CSAIL scene-parsing models.
 
     Args:
-        encoder: one of ``resnet18[dilated|dilated16]``, ``resnet50[dilated|dilated16]``,
+        arch_encoder: one of ``resnet18[dilated|dilated16]``, ``resnet50[dilated|dilated16]``,
             ``resnet101[dilated|dilated16]``, ``mobilenetv2dilated``, ``hrnetv2`` (``dilated`` = output stride 8,
-            ``dilated16`` = output stride 16, plain ResNets 32).
-        decoder: ``c1``, ``c1_deepsup``, ``ppm``, ``ppm_deepsup``, ``upernet`` (FPN width 512) or ``upernet_lite`` (256).
+            ``dilated16`` = output stride 16, plain ResNets 32); the original's ``MODEL.arch_encoder``.
+        arch_decoder: ``c1``, ``c1_deepsup``, ``ppm``, ``ppm_deepsup``, ``upernet`` (FPN width 512) or
+            ``upernet_lite`` (256); the original's ``MODEL.arch_decoder``.
         fc_dim: channels of the encoder's last map, as the original configs state it; checked against the encoder.
         deep_sup_scale: weight of the deep-supervision loss (decoders ending in ``_deepsup``); 0.4 in every release.
         pool_scales: grid sizes of the pyramid pooling in PPM/UPerNet.
+
+    ``encoder=`` / ``decoder=`` (the names of hf_seg <= 0.1 config files) are read as ``arch_encoder`` /
+    ``arch_decoder``: transformers reads a config attribute named ``decoder`` as a sub-config.
     """
 
     model_type = "hfseg_csail"
 
     def __init__(
         self,
-        encoder: str = "resnet50dilated",
-        decoder: str = "ppm_deepsup",
+        arch_encoder: str = "resnet50dilated",
+        arch_decoder: str = "ppm_deepsup",
         fc_dim: int | None = None,
         deep_sup_scale: float = 0.4,
         pool_scales=(1, 2, 3, 6),
         num_labels: int | None = None,
         **kwargs,
     ):
-        self._check_choice("encoder", encoder, ENCODER_CHANNELS)
-        self._check_choice("decoder", decoder, DECODERS)
-        channels = ENCODER_CHANNELS[encoder]
+        arch_encoder = kwargs.pop("encoder", arch_encoder)
+        arch_decoder = kwargs.pop("decoder", arch_decoder)
+        self._check_choice("arch_encoder", arch_encoder, ENCODER_CHANNELS)
+        self._check_choice("arch_decoder", arch_decoder, DECODERS)
+        channels = ENCODER_CHANNELS[arch_encoder]
         if fc_dim is None:
             fc_dim = channels[-1]
         if fc_dim != channels[-1]:
-            raise ValueError(f"fc_dim={fc_dim} does not match encoder {encoder!r}, whose last map has {channels[-1]}")
-        if decoder.endswith("_deepsup") and len(channels) < 2:
-            raise ValueError(f"decoder {decoder!r} needs the encoder's second-to-last map; {encoder!r} returns one map")
-        if decoder.startswith("upernet") and channels != (256, 512, 1024, 2048):
-            raise ValueError(f"decoder {decoder!r} is built for ResNet-50/101 maps (256, 512, 1024, 2048), "
-                             f"not {encoder!r} {channels}")
-        self.encoder = encoder
-        self.decoder = decoder
-        self.fc_dim = fc_dim
+            raise ValueError(f"fc_dim={fc_dim} does not match arch_encoder {arch_encoder!r}, whose last map has "
+                             f"{channels[-1]}")
+        if arch_decoder.endswith("_deepsup") and len(channels) < 2:
+            raise ValueError(f"arch_decoder {arch_decoder!r} needs the encoder's second-to-last map; {arch_encoder!r} "
+                             "returns one map")
+        if arch_decoder.startswith("upernet") and channels != (256, 512, 1024, 2048):
+            raise ValueError(f"arch_decoder {arch_decoder!r} is built for ResNet-50/101 maps (256, 512, 1024, 2048), "
+                             f"not {arch_encoder!r} {channels}")
+        pool_scales = [int(s) for s in pool_scales]
+        self._check_positive(pool_scales=pool_scales)
+        self._check_non_negative(deep_sup_scale=deep_sup_scale)
+        self.arch_encoder = arch_encoder
+        self.arch_decoder = arch_decoder
+        self.fc_dim = int(fc_dim)
         self.deep_sup_scale = float(deep_sup_scale)
-        self.pool_scales = list(pool_scales)
+        self.pool_scales = pool_scales
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
         elif "id2label" not in kwargs:  # a saved config carries id2label; its length is the number of labels
@@ -80,9 +91,9 @@ class CsailConfig(HfSegConfig):
 
     @property
     def encoder_channels(self) -> tuple[int, ...]:
-        return ENCODER_CHANNELS[self.encoder]
+        return ENCODER_CHANNELS[self.arch_encoder]
 
     @property
     def output_stride(self) -> int:
         """Stride of ``logits`` relative to the input."""
-        return 4 if self.decoder.startswith("upernet") else ENCODER_STRIDE[self.encoder]
+        return 4 if self.arch_decoder.startswith("upernet") else ENCODER_STRIDE[self.arch_encoder]

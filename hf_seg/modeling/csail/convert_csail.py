@@ -37,6 +37,7 @@ _MOBILENET_LAYER = {
     False: {"0": "conv_pw", "1": "bn1", "3": "conv_dw", "4": "bn2", "6": "conv_pwl", "7": "bn3"},
 }
 
+_PARAM = r"weight|bias|running_mean|running_var|num_batches_tracked"
 _RESNET_STEM = {"conv1": "conv1.0", "bn1": "conv1.1", "conv2": "conv1.3", "bn2": "conv1.4", "conv3": "conv1.6",
                 "bn3": "bn1"}
 
@@ -125,8 +126,8 @@ class CsailConverter(OriginalConverter):
         label_set = label_set_for(num_labels, hint=fields["root_dataset"] + "ade20k")
         extra = {"id2label": label_set.id2label} if label_set else {}
         return CsailConfig(
-            encoder=fields["encoder"],
-            decoder=fields["decoder"],
+            arch_encoder=fields["encoder"],
+            arch_decoder=fields["decoder"],
             fc_dim=fields["fc_dim"],
             deep_sup_scale=fields["deep_sup_scale"],
             num_labels=num_labels,
@@ -156,26 +157,45 @@ class CsailConverter(OriginalConverter):
     def rules(self, config: CsailConfig) -> list[Rule]:
         rules = [drop(r".*\.(_tmp_running_mean|_tmp_running_var|_running_iter)",
                       "SynchronizedBatchNorm2d bookkeeping; inference uses running_mean/var")]
-        if config.encoder.startswith("resnet"):
+        if config.arch_encoder.startswith("resnet"):
             stem = "|".join(_RESNET_STEM)
             rules += [
                 Rule(rf"encoder\.({stem})\.(.+)", lambda m, t: {f"encoder.backbone.{_RESNET_STEM[m[1]]}.{m[2]}": t}),
                 Rule(r"encoder\.(layer\d\..+)", r"encoder.backbone.\1"),
             ]
-        elif config.encoder == "mobilenetv2dilated":
+        elif config.arch_encoder == "mobilenetv2dilated":
             rules += [
                 Rule(r"encoder\.features\.0\.0\.(.+)", r"encoder.conv_stem.\1"),
                 Rule(r"encoder\.features\.0\.1\.(.+)", r"encoder.bn1.\1"),
                 Rule(r"encoder\.features\.(?P<index>\d+)\.conv\.(?P<layer>\d+)\.(?P<rest>.+)", _mobilenet_block),
             ]
-        else:  # hrnetv2 keeps the original's names
-            rules.append(Rule(r"encoder\.(.+)", r"encoder.\1"))
-        if config.decoder.startswith("ppm"):
+        else:  # hrnetv2 keeps the original's names, except its conv-BN(-ReLU) Sequentials
             rules += [
-                Rule(r"decoder\.ppm\.(\d+)\.1\.(.+)", r"decoder.ppm.projections.\1.0.\2"),
-                Rule(r"decoder\.ppm\.(\d+)\.2\.(.+)", r"decoder.ppm.projections.\1.1.\2"),
+                Rule(rf"encoder\.((?:transition\d|stage\d\.\d+\.fuse_layers)\..+)\.0\.({_PARAM})", r"encoder.\1.conv.\2"),
+                Rule(rf"encoder\.((?:transition\d|stage\d\.\d+\.fuse_layers)\..+)\.1\.({_PARAM})", r"encoder.\1.bn.\2"),
+                Rule(r"encoder\.(.+)", r"encoder.\1"),
             ]
-        elif config.decoder.startswith("upernet"):
-            rules.append(Rule(r"decoder\.ppm_conv\.(\d+)\.(.+)", r"decoder.ppm.projections.\1.\2"))
-        rules.append(Rule(r"decoder\.(.+)", r"decoder.\1"))
+        if config.arch_decoder.startswith("ppm"):
+            rules += [
+                Rule(rf"decoder\.ppm\.(\d+)\.1\.({_PARAM})", r"decoder.ppm.projections.\1.conv.\2"),
+                Rule(rf"decoder\.ppm\.(\d+)\.2\.({_PARAM})", r"decoder.ppm.projections.\1.bn.\2"),
+                Rule(rf"decoder\.conv_last\.0\.({_PARAM})", r"decoder.conv_last.0.conv.\1"),
+                Rule(rf"decoder\.conv_last\.1\.({_PARAM})", r"decoder.conv_last.0.bn.\1"),
+                Rule(rf"decoder\.conv_last\.4\.({_PARAM})", r"decoder.conv_last.2.\1"),
+            ]
+        elif config.arch_decoder.startswith("upernet"):
+            rules += [
+                Rule(rf"decoder\.ppm_conv\.(\d+)\.0\.({_PARAM})", r"decoder.ppm.projections.\1.conv.\2"),
+                Rule(rf"decoder\.ppm_conv\.(\d+)\.1\.({_PARAM})", r"decoder.ppm.projections.\1.bn.\2"),
+                Rule(rf"decoder\.fpn_out\.(\d+)\.0\.0\.({_PARAM})", r"decoder.fpn_out.\1.conv.\2"),
+                Rule(rf"decoder\.fpn_out\.(\d+)\.0\.1\.({_PARAM})", r"decoder.fpn_out.\1.bn.\2"),
+                Rule(rf"decoder\.conv_last\.0\.0\.({_PARAM})", r"decoder.conv_last.0.conv.\1"),
+                Rule(rf"decoder\.conv_last\.0\.1\.({_PARAM})", r"decoder.conv_last.0.bn.\1"),
+            ]
+        # the remaining conv-BN-ReLU Sequentials (``cbr``, ``ppm_last_conv``, ``fpn_in.i``): 0 -> conv, 1 -> bn
+        rules += [
+            Rule(rf"decoder\.((?:cbr|cbr_deepsup|ppm_last_conv|fpn_in\.\d+))\.0\.({_PARAM})", r"decoder.\1.conv.\2"),
+            Rule(rf"decoder\.((?:cbr|cbr_deepsup|ppm_last_conv|fpn_in\.\d+))\.1\.({_PARAM})", r"decoder.\1.bn.\2"),
+            Rule(r"decoder\.(.+)", r"decoder.\1"),
+        ]
         return rules

@@ -12,12 +12,15 @@ import timm
 import torch
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from ...layers import PyramidPooling, conv_bn_relu, resize
+from ...layers import ConvNormAct, PyramidPooling, resize
 from ...losses import check_labels, cross_entropy, resize_labels_nearest
+from ...modeling_utils import HfSegPreTrainedModel, checkpointed, enable_checkpointing, init_norm
 from .configuration_csail import ENCODER_STRIDE, UPERNET_FPN_DIM, CsailConfig
+
+# Every encoder returns (maps the decoder reads, shallow to deep; hidden states = the stem output, then those maps).
 
 
 # --------------------------------------------------------------------------------------------------- encoders
@@ -34,12 +37,20 @@ class ResNetEncoder(nn.Module):
     def __init__(self, depth: int, output_stride: int):
         super().__init__()
         self.backbone = timm.create_model(
-            f"resnet{depth}", pretrained=False, features_only=True, out_indices=(1, 2, 3, 4),
+            f"resnet{depth}", pretrained=False, num_classes=0, global_pool="",
             output_stride=output_stride, stem_type="deep", stem_width=64,
         )
+        enable_checkpointing(self)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.backbone(x)
+    def forward(self, x: torch.Tensor):
+        net = self.backbone
+        stem = net.act1(net.bn1(net.conv1(x)))
+        x = net.maxpool(stem)
+        features = []
+        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+            x = checkpointed(self, stage, x)
+            features.append(x)
+        return features, (stem, *features)
 
 
 class MobileNetV2Encoder(nn.Module):
@@ -55,25 +66,18 @@ class MobileNetV2Encoder(nn.Module):
         super().__init__()
         net = timm.create_model("mobilenetv2_100", pretrained=False, output_stride=8, num_classes=0)
         self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
+        enable_checkpointing(self)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.bn1(self.conv_stem(x))
+    def forward(self, x: torch.Tensor):
+        stem = x = self.bn1(self.conv_stem(x))
         features = []
         for stage_index, stage in enumerate(self.blocks):
             for block_index, block in enumerate(stage):
-                x = block(x)
+                x = checkpointed(self, block, x)
                 if (stage_index, block_index) in self.TAPS:
                     features.append(x)
         features.append(x)
-        return features
-
-
-def _conv_bn(in_channels, out_channels, kernel_size, stride, relu):
-    layers = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2, bias=False),
-              nn.BatchNorm2d(out_channels)]
-    if relu:
-        layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+        return features, (stem, *features)
 
 
 class HighResolutionModule(nn.Module):
@@ -90,23 +94,23 @@ class HighResolutionModule(nn.Module):
             row = []
             for j in range(n):
                 if j > i:  # coarser branch: 1x1 projection, resized afterwards
-                    row.append(_conv_bn(channels[j], channels[i], 1, 1, relu=False))
+                    row.append(ConvNormAct(channels[j], channels[i], 1, act=None))
                 elif j == i:
                     row.append(None)
                 else:  # finer branch: i - j stride-2 convs, ReLU between them but not after the last
-                    steps = [
-                        _conv_bn(channels[j], channels[i] if k == i - j - 1 else channels[j], 3, 2, relu=k < i - j - 1)
+                    row.append(nn.Sequential(*[
+                        ConvNormAct(channels[j], channels[i] if k == i - j - 1 else channels[j], 3, stride=2,
+                                    act="relu" if k < i - j - 1 else None)
                         for k in range(i - j)
-                    ]
-                    row.append(nn.Sequential(*steps))
+                    ]))
             fuse_layers.append(nn.ModuleList(row))
         self.fuse_layers = nn.ModuleList(fuse_layers) if n > 1 else None
         self.relu = nn.ReLU(inplace=False)
 
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, *xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         xs = [branch(x) for branch, x in zip(self.branches, xs)]
         if self.fuse_layers is None:
-            return xs
+            return tuple(xs)
         fused = []
         for i, row in enumerate(self.fuse_layers):
             # summed in branch order, as the original does: float addition order changes the last bits
@@ -117,7 +121,7 @@ class HighResolutionModule(nn.Module):
                     out = resize(out, xs[i].shape[-2:])
                 y = out if y is None else y + out
             fused.append(self.relu(y))
-        return fused
+        return tuple(fused)
 
 
 class HRNetV2Encoder(nn.Module):
@@ -142,29 +146,33 @@ class HRNetV2Encoder(nn.Module):
             self.add_module(f"transition{stage - 1}", self._transition(previous, current))
             self.add_module(f"stage{stage}", nn.Sequential(*[HighResolutionModule(current) for _ in range(num_modules)]))
             previous = current
+        enable_checkpointing(self)
 
     @staticmethod
     def _transition(previous, current) -> nn.ModuleList:
         layers = []
         for i, channels in enumerate(current):
             if i < len(previous):
-                layers.append(_conv_bn(previous[i], channels, 3, 1, relu=True) if channels != previous[i] else None)
+                layers.append(ConvNormAct(previous[i], channels, 3) if channels != previous[i] else None)
             else:  # a new, coarser branch grown from the coarsest existing one
-                steps = [_conv_bn(previous[-1], channels if k == i - len(previous) else previous[-1], 3, 2, relu=True)
-                         for k in range(i + 1 - len(previous))]
-                layers.append(nn.Sequential(*steps))
+                layers.append(nn.Sequential(*[
+                    ConvNormAct(previous[-1], channels if k == i - len(previous) else previous[-1], 3, stride=2)
+                    for k in range(i + 1 - len(previous))
+                ]))
         return nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor):
         x = self.relu(self.bn1(self.conv1(x)))
-        x = self.relu(self.bn2(self.conv2(x)))
-        xs = [self.layer1(x)]
+        stem = x = self.relu(self.bn2(self.conv2(x)))
+        xs = [checkpointed(self, self.layer1, x)]
         for stage in range(2, 2 + len(self.MODULES_PER_STAGE)):
             transition = getattr(self, f"transition{stage - 1}")
             xs = [xs[i] if layer is None else layer(xs[min(i, len(xs) - 1)]) for i, layer in enumerate(transition)]
-            xs = getattr(self, f"stage{stage}")(xs)
+            for module in getattr(self, f"stage{stage}"):
+                xs = checkpointed(self, module, *xs)
         size = xs[0].shape[-2:]
-        return [torch.cat([xs[0]] + [resize(x, size) for x in xs[1:]], dim=1)]
+        features = [torch.cat([xs[0]] + [resize(x, size) for x in xs[1:]], dim=1)]
+        return features, (stem, *features)
 
 
 def build_encoder(name: str) -> nn.Module:
@@ -185,10 +193,10 @@ class C1Decoder(nn.Module):
     def __init__(self, config: CsailConfig, deep_sup: bool):
         super().__init__()
         fc_dim = config.fc_dim
-        self.cbr = conv_bn_relu(fc_dim, fc_dim // 4)
+        self.cbr = ConvNormAct(fc_dim, fc_dim // 4)
         self.conv_last = nn.Conv2d(fc_dim // 4, config.num_labels, 1)
         if deep_sup:
-            self.cbr_deepsup = conv_bn_relu(fc_dim // 2, fc_dim // 4)
+            self.cbr_deepsup = ConvNormAct(fc_dim // 2, fc_dim // 4)
             self.conv_last_deepsup = nn.Conv2d(fc_dim // 4, config.num_labels, 1)
         self.deep_sup = deep_sup
 
@@ -207,14 +215,12 @@ class PPMDecoder(nn.Module):
         fc_dim = config.fc_dim
         self.ppm = PyramidPooling(fc_dim, 512, config.pool_scales)
         self.conv_last = nn.Sequential(
-            nn.Conv2d(fc_dim + self.ppm.out_channels_extra, 512, 3, padding=1, bias=False),
-            nn.BatchNorm2d(512),
-            nn.ReLU(inplace=True),
+            ConvNormAct(fc_dim + self.ppm.out_channels_extra, 512),
             nn.Dropout2d(0.1),
             nn.Conv2d(512, config.num_labels, 1),
         )
         if deep_sup:
-            self.cbr_deepsup = conv_bn_relu(fc_dim // 2, fc_dim // 4)
+            self.cbr_deepsup = ConvNormAct(fc_dim // 2, fc_dim // 4)
             self.dropout_deepsup = nn.Dropout2d(0.1)
             self.conv_last_deepsup = nn.Conv2d(fc_dim // 4, config.num_labels, 1)
         self.deep_sup = deep_sup
@@ -232,14 +238,14 @@ class UPerNetDecoder(nn.Module):
 
     def __init__(self, config: CsailConfig):
         super().__init__()
-        fpn_dim = UPERNET_FPN_DIM[config.decoder]
+        fpn_dim = UPERNET_FPN_DIM[config.arch_decoder]
         in_channels = config.encoder_channels
         self.ppm = PyramidPooling(config.fc_dim, 512, config.pool_scales, project_after_resize=True)
-        self.ppm_last_conv = conv_bn_relu(config.fc_dim + self.ppm.out_channels_extra, fpn_dim)
-        self.fpn_in = nn.ModuleList(conv_bn_relu(c, fpn_dim, 1) for c in in_channels[:-1])
-        self.fpn_out = nn.ModuleList(nn.Sequential(conv_bn_relu(fpn_dim, fpn_dim)) for _ in in_channels[:-1])
+        self.ppm_last_conv = ConvNormAct(config.fc_dim + self.ppm.out_channels_extra, fpn_dim)
+        self.fpn_in = nn.ModuleList(ConvNormAct(c, fpn_dim, 1) for c in in_channels[:-1])
+        self.fpn_out = nn.ModuleList(ConvNormAct(fpn_dim, fpn_dim) for _ in in_channels[:-1])
         self.conv_last = nn.Sequential(
-            conv_bn_relu(len(in_channels) * fpn_dim, fpn_dim),
+            ConvNormAct(len(in_channels) * fpn_dim, fpn_dim),
             nn.Conv2d(fpn_dim, config.num_labels, 1),
         )
 
@@ -257,41 +263,41 @@ class UPerNetDecoder(nn.Module):
 
 
 def build_decoder(config: CsailConfig) -> nn.Module:
-    if config.decoder.startswith("c1"):
-        return C1Decoder(config, deep_sup=config.decoder.endswith("_deepsup"))
-    if config.decoder.startswith("ppm"):
-        return PPMDecoder(config, deep_sup=config.decoder.endswith("_deepsup"))
+    if config.arch_decoder.startswith("c1"):
+        return C1Decoder(config, deep_sup=config.arch_decoder.endswith("_deepsup"))
+    if config.arch_decoder.startswith("ppm"):
+        return PPMDecoder(config, deep_sup=config.arch_decoder.endswith("_deepsup"))
     return UPerNetDecoder(config)
 
 
 # ------------------------------------------------------------------------------------------------------ model
-class CsailPreTrainedModel(PreTrainedModel):
+class CsailPreTrainedModel(HfSegPreTrainedModel):
     config_class = CsailConfig
     base_model_prefix = "csail"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    # forward takes **kwargs but averages its loss itself: without this, transformers' Trainer would treat it as
-    # a token-count-normalised loss and scale the loss (and gradients) by the number of processes
-    accepts_loss_kwargs = False
+    _supports_sdpa = False  # no attention anywhere
 
     def _init_weights(self, module):
-        # the original initialises decoders with Kaiming-normal convs and BN weight 1 / bias 1e-4
+        # the original's ``weights_init``: Kaiming-normal conv weights, BatchNorm weight 1 / bias 1e-4 (conv biases,
+        # which it leaves at PyTorch's default, start at zero here)
         if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight)
+            init.kaiming_normal_(module.weight)
             if module.bias is not None:
-                nn.init.zeros_(module.bias)
+                init.zeros_(module.bias)
         elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.constant_(module.bias, 1e-4)
+            init_norm(module, bias=1e-4)
 
 
 class CsailForSemanticSegmentation(CsailPreTrainedModel):
     """``logits`` are the decoder's class scores at its own stride (8 for dilated encoders, 16 for dilated16 ones,
-    32 for plain ResNets, 4 for UPerNet/HRNetV2)."""
+    32 for plain ResNets, 4 for UPerNet/HRNetV2).
+
+    ``hidden_states``: the encoder's stem output, then the maps it hands the decoder. There is no attention:
+    ``output_attentions=True`` raises.
+    """
 
     def __init__(self, config: CsailConfig):
         super().__init__(config)
-        self.encoder = build_encoder(config.encoder)
+        self.encoder = build_encoder(config.arch_encoder)
         self.decoder = build_decoder(config)
         self.post_init()
 
@@ -300,25 +306,23 @@ class CsailForSemanticSegmentation(CsailPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> SemanticSegmenterOutput | tuple:
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        features = self.encoder(pixel_values)
+        output_hidden_states, output_attentions, return_dict = self._output_flags(
+            output_hidden_states, output_attentions, return_dict)
+        with self.attention_recorder(output_attentions):
+            features, hidden_states = self.encoder(pixel_values)
         logits, aux_logits = self.decoder(features, with_aux=labels is not None)
 
         loss = None
         if labels is not None:
             loss = self.compute_loss(logits, aux_logits, labels)
 
-        hidden_states = tuple(features) if output_hidden_states else None
-        if not return_dict:
-            output = (logits,) + ((hidden_states,) if hidden_states is not None else ())
-            return ((loss,) + output) if loss is not None else output
-        return SemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=hidden_states)
+        output = SemanticSegmenterOutput(loss=loss, logits=logits,
+                                         hidden_states=hidden_states if output_hidden_states else None)
+        return output if return_dict else output.to_tuple()
 
     def compute_loss(self, logits, aux_logits, labels):
         """CSAIL's loss: NLL of log-softmax averaged over labelled pixels, at the decoder's resolution.

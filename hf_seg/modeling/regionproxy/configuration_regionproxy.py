@@ -143,10 +143,21 @@ class RegionProxyConfig(HfSegConfig):
             num_labels = 150  # ADE20K, the paper's main benchmark
         if num_labels is not None:
             kwargs["num_labels"] = num_labels
+        kwargs.setdefault("test_align_corners", self.align_corners)  # the head's resizes use align_corners
         super().__init__(**kwargs)
         self._validate()
 
     def _validate(self) -> None:
+        self._check_positive(
+            image_size=self.image_size, patch_size=self.patch_size, num_channels=self.num_channels,
+            hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads, mlp_ratio=self.mlp_ratio, layer_norm_eps=self.layer_norm_eps,
+            hybrid_layers=self.hybrid_layers, hybrid_stem_channels=self.hybrid_stem_channels,
+            hybrid_channels=self.hybrid_channels, hybrid_std_conv_eps=self.hybrid_std_conv_eps,
+            head_channels=self.head_channels, region_res=self.region_res, head_norm_eps=self.head_norm_eps)
+        self._check_probability(hidden_dropout_prob=self.hidden_dropout_prob,
+                                attention_dropout_prob=self.attention_dropout_prob, drop_path_rate=self.drop_path_rate)
+        self._check_non_negative(loss_weight=self.loss_weight, class_weight=self.class_weight or [])
         if min(self.image_size) < self.patch_size:
             raise ValueError(f"image_size {self.image_size} is smaller than patch_size {self.patch_size}")
         if self.hidden_size % self.num_attention_heads:
@@ -184,11 +195,6 @@ class RegionProxyConfig(HfSegConfig):
             raise ValueError(f"class_weight has {len(self.class_weight)} entries for {self.num_labels} labels")
 
     @property
-    def test_align_corners(self) -> bool:
-        """Read by :func:`hf_seg.inference.predict` (RegionProxy resizes with the head's ``align_corners``)."""
-        return self.align_corners
-
-    @property
     def feature_indices(self) -> list[int]:
         """The backbone outputs in the order the original emits them (layer order, -1 first)."""
         return sorted(set(self.out_indices))
@@ -202,7 +208,8 @@ class RegionProxyConfig(HfSegConfig):
         return self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
 
     @property
-    def output_stride(self) -> tuple[int, int]:
-        """Stride of ``logits`` relative to the (padded) input."""
+    def output_stride(self) -> tuple[float, float]:
+        """Stride of ``logits`` relative to the (padded) input: the token stride over the sub-pixels per token (not
+        an integer when ``region_res`` does not divide it, e.g. 8 / 3)."""
         stride = self.patch_size if self.backbone_type == "vit" else 2 ** (len(self.hybrid_layers) + 1)
-        return stride // self.region_res[0], stride // self.region_res[1]
+        return stride / self.region_res[0], stride / self.region_res[1]

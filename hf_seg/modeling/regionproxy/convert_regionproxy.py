@@ -228,9 +228,9 @@ class RegionProxyConverter(OriginalConverter):
             Rule(r"backbone\.ln1\.(weight|bias)", r"backbone.norm.\1"),
             Rule(r"decode_head\.mlp\.0\.0\.(weight|bias)", r"head.classifier.\1"),
             Rule(r"decode_head\.affinity_head\.0\.depthwise_conv\.conv\.weight", r"head.affinity_depthwise.conv.weight"),
-            Rule(r"decode_head\.affinity_head\.0\.depthwise_conv\.bn\.(.+)", r"head.affinity_depthwise.norm.\1"),
+            Rule(r"decode_head\.affinity_head\.0\.depthwise_conv\.bn\.(.+)", r"head.affinity_depthwise.bn.\1"),
             Rule(r"decode_head\.affinity_head\.0\.pointwise_conv\.conv\.weight", r"head.affinity_pointwise.conv.weight"),
-            Rule(r"decode_head\.affinity_head\.0\.pointwise_conv\.bn\.(.+)", r"head.affinity_pointwise.norm.\1"),
+            Rule(r"decode_head\.affinity_head\.0\.pointwise_conv\.bn\.(.+)", r"head.affinity_pointwise.bn.\1"),
             Rule(r"decode_head\.affinity_head\.1\.conv\.(weight|bias)", r"head.affinity_logits.\1"),
         ]
 

@@ -18,25 +18,23 @@ from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import Block
 from torch import nn
 from torch.nn import functional as F
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
+from ...layers import ConvNormAct, resize
 from ...losses import check_labels, cross_entropy
+from ...modeling_utils import HfSegPreTrainedModel, checkpointed, enable_checkpointing, init_norm
 from .configuration_regionproxy import RegionProxyConfig
-
-_ACTIVATIONS = {
-    "relu": partial(nn.ReLU, inplace=True),
-    "relu6": partial(nn.ReLU6, inplace=True),
-    "gelu": nn.GELU,
-    "silu": partial(nn.SiLU, inplace=True),
-    "leaky_relu": partial(nn.LeakyReLU, negative_slope=0.01, inplace=True),
-}
 
 
 @dataclass
 class RegionProxySegmenterOutput(SemanticSegmenterOutput):
-    """``SemanticSegmenterOutput`` plus the two halves of the proxy head.
+    """``SemanticSegmenterOutput`` plus the two halves of the proxy head (after ``loss, logits, hidden_states,
+    attentions`` in the tuple form).
+
+    ``hidden_states``: the embedding (patch or hybrid tokens plus position embedding, with the cls / distillation
+    tokens when the layers see them) and every layer's output (the last one after the final norm), ``[B, N, C]``.
+    ``attentions``: every layer's ``[B, heads, N, N]``.
 
     Args:
         affinity: ``[B, 9, rh, rw, h, w]`` softmax weights of the 3x3 neighbouring tokens for every sub-pixel
@@ -104,12 +102,13 @@ class RegionProxyBackbone(nn.Module):
             for i in range(config.num_hidden_layers)
         )
         for block in self.blocks:
-            block.attn.fused_attn = True  # always F.scaled_dot_product_attention
+            block.attn.fused_attn = True  # F.scaled_dot_product_attention whatever TIMM_FUSED_ATTN says ("sdpa")
             if not config.qkv_bias:
                 # the original's qkv_bias is nn.MultiheadAttention's bias: it also drops the output projection's bias
                 # (timm's proj_bias would drop the MLP biases too, which the original keeps)
                 block.attn.proj = nn.Linear(dim, dim, bias=False)
         self.norm = norm_layer(dim) if config.final_norm else nn.Identity()
+        enable_checkpointing(self)
 
     def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
         """``pos_embed`` for a ``grid_h x grid_w`` token grid.
@@ -126,8 +125,10 @@ class RegionProxyBackbone(nn.Module):
         grid = F.interpolate(grid, size=(grid_h, grid_w), mode=self.config.interpolate_mode, align_corners=False)
         return torch.cat([pos_embed[:, :extra], grid.flatten(2).transpose(1, 2)], dim=1)
 
-    def forward(self, pixel_values: torch.Tensor, output_hidden_states: bool = False):
-        """Returns (selected maps in layer order, all maps if ``output_hidden_states``); maps are [B, C, h, w]."""
+    def forward(self, pixel_values: torch.Tensor):
+        """Returns (the maps ``config.feature_indices`` selects, in layer order, ``[B, C, h, w]``; the hidden states:
+        the embedding and every layer's output, the last one after the final norm). Each map is read from the hidden
+        state it belongs to (extra tokens removed)."""
         config = self.config
         x = self.patch_embed(pixel_values)  # [B, h, w, C]
         batch, grid_h, grid_w, dim = x.shape
@@ -140,41 +141,20 @@ class RegionProxyBackbone(nn.Module):
             x = x[:, config.num_extra_tokens:]
         prefix = config.num_extra_tokens if config.with_cls_token else 0
 
-        def to_map(tokens: torch.Tensor) -> torch.Tensor:
-            return tokens[:, prefix:].transpose(1, 2).reshape(batch, dim, grid_h, grid_w)
-
-        wanted = set(config.feature_indices)
-        selected, hidden_states = [], []
-        if output_hidden_states or -1 in wanted:
-            feature = to_map(x)
-            hidden_states.append(feature)
-            if -1 in wanted:
-                selected.append(feature)
+        hidden_states = [x]
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x)
+            x = checkpointed(self, block, x)
             if i == last:
                 x = self.norm(x)
-            if output_hidden_states or i in wanted:
-                feature = to_map(x)
-                hidden_states.append(feature)
-                if i in wanted:
-                    selected.append(feature)
-        return selected, (tuple(hidden_states) if output_hidden_states else None)
+            hidden_states.append(x)
+        # feature index -1 is the embedding, i is layer i's output
+        selected = [hidden_states[i + 1][:, prefix:].transpose(1, 2).reshape(batch, dim, grid_h, grid_w)
+                    for i in config.feature_indices]
+        return selected, tuple(hidden_states)
 
 
 # ------------------------------------------------------------------------------------------------------- head
-class ConvNormAct(nn.Sequential):
-    """Conv (no bias) + BatchNorm + activation, as mmcv's ConvModule with a norm layer."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, groups=1, act="relu", eps=1e-5):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, groups=groups,
-                              bias=False)
-        self.norm = nn.BatchNorm2d(out_channels, eps=eps)
-        self.act = _ACTIVATIONS[act]()
-
-
 def neighbour_border_mask(height: int, width: int, device=None) -> torch.Tensor:
     """[9, h, w] bool: True where neighbour ``n = 3 * dy + dx`` of token (y, x) lies outside the grid."""
     offsets = torch.arange(3, device=device) - 1
@@ -218,17 +198,11 @@ class RegionProxyHead(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------ model
-class RegionProxyPreTrainedModel(PreTrainedModel):
+class RegionProxyPreTrainedModel(HfSegPreTrainedModel):
     config_class = RegionProxyConfig
     base_model_prefix = "regionproxy"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    # forward takes **kwargs but averages its loss itself: without this, transformers' Trainer would treat it as
-    # a token-count-normalised loss and scale the loss (and gradients) by the number of processes
-    accepts_loss_kwargs = False
     _no_split_modules = ["Block"]
 
-    @torch.no_grad()
     def _init_weights(self, module):
         # as the original's init_weights without pretrained weights: trunc-normal(0.02) linears and tokens, Kaiming
         # (fan_in) convs, unit norms, zero biases; ``initialization`` skips tensors loaded from a checkpoint
@@ -241,12 +215,7 @@ class RegionProxyPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d)):
-            if module.weight is not None:
-                init.ones_(module.weight)
-                init.zeros_(module.bias)
-            if isinstance(module, nn.BatchNorm2d):
-                init.zeros_(module.running_mean)
-                init.ones_(module.running_var)
+            init_norm(module)
         elif isinstance(module, RegionProxyBackbone):
             init.trunc_normal_(module.pos_embed, std=0.02)
             init.trunc_normal_(module.cls_token, std=0.02)
@@ -268,14 +237,14 @@ class RegionProxyForSemanticSegmentation(RegionProxyPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> RegionProxySegmenterOutput | tuple:
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        features, hidden_states = self.backbone(pixel_values, output_hidden_states=bool(output_hidden_states))
+        output_hidden_states, output_attentions, return_dict = self._output_flags(
+            output_hidden_states, output_attentions, return_dict)
+        with self.attention_recorder(output_attentions) as attentions:
+            features, hidden_states = self.backbone(pixel_values)
         mid, last = (features[i] for i in self.config.in_index)
         logits, affinity, token_logits = self.head(mid, last)
 
@@ -283,20 +252,17 @@ class RegionProxyForSemanticSegmentation(RegionProxyPreTrainedModel):
         if labels is not None:
             loss = self.compute_loss(logits, labels)
 
-        if not return_dict:
-            output = (logits,) + ((hidden_states,) if hidden_states is not None else ())
-            return ((loss,) + output) if loss is not None else output
-        return RegionProxySegmenterOutput(
-            loss=loss, logits=logits, hidden_states=hidden_states, affinity=affinity, token_logits=token_logits
-        )
+        output = RegionProxySegmenterOutput(
+            loss=loss, logits=logits, hidden_states=hidden_states if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None, affinity=affinity, token_logits=token_logits)
+        return output if return_dict else output.to_tuple()
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """mmseg 0.x decode-head loss: logits resized (bilinear) to the labels, cross entropy averaged over all
         pixels (ignored pixels count in the denominator), times ``loss_weight``."""
         ignore = self.config.semantic_loss_ignore_index
         check_labels(labels, self.config.num_labels, ignore)
-        logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
-                               align_corners=self.config.align_corners)
+        logits = resize(logits, labels.shape[-2:], self.config.align_corners)
         class_weight = None
         if self.config.class_weight is not None:  # built here: a non-persistent buffer is left empty by from_pretrained
             class_weight = torch.tensor(self.config.class_weight, dtype=logits.dtype, device=logits.device)

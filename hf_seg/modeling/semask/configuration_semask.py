@@ -47,8 +47,6 @@ class SeMaskConfig(HfSegConfig):
     """
 
     model_type = "hfseg_semask"
-    # read by hf_seg.inference: mmseg 0.11's slide_inference feeds a window smaller than the crop unpadded
-    test_pad_to_crop = False
 
     def __init__(
         self,
@@ -105,11 +103,21 @@ class SeMaskConfig(HfSegConfig):
             width = embed_dim * 2**i
             if heads < 1 or width % heads:
                 raise ValueError(f"stage {i}: width {width} is not divisible by num_heads {heads}")
-        if window_size < 1 or semantic_window_size < 1 or patch_size < 1:
-            raise ValueError("window_size, semantic_window_size and patch_size must be positive")
+        self._check_positive(embed_dim=embed_dim, depths=depths, num_heads=num_heads, window_size=window_size,
+                             semantic_window_size=semantic_window_size, patch_size=patch_size,
+                             num_channels=num_channels, mlp_ratio=mlp_ratio, pretrain_img_size=pretrain_img_size,
+                             layer_norm_eps=layer_norm_eps, decoder_channels=decoder_channels)
+        self._check_probability(drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate,
+                                semantic_dropout=semantic_dropout, decoder_dropout=decoder_dropout)
+        self._check_non_negative(prior_loss_weight=prior_loss_weight, loss_weight=loss_weight,
+                                 class_weight=list(class_weight or []))
+        if ohem_thresh is not None and not 0 <= ohem_thresh <= 1:
+            raise ValueError(f"ohem_thresh is a probability threshold in [0, 1], got {ohem_thresh!r}")
         num_labels = int(num_labels)
         if "id2label" in kwargs and kwargs["id2label"] is not None:
             num_labels = len(kwargs["id2label"])
+        if num_labels < 1:
+            raise ValueError(f"num_labels must be at least 1, got {num_labels}")
         if num_prior_classes is None:
             num_prior_classes = num_labels
         num_prior_classes = int(num_prior_classes)
@@ -155,6 +163,8 @@ class SeMaskConfig(HfSegConfig):
         self.class_weight = [float(w) for w in class_weight] if class_weight is not None else None
         self.ohem_min_kept = int(ohem_min_kept) if ohem_min_kept is not None else None
         self.ohem_thresh = float(ohem_thresh) if ohem_thresh is not None else None
+        # mmseg 0.11's slide_inference (SeMask's code base) feeds a window smaller than the crop unpadded
+        kwargs.setdefault("test_pad_to_crop", False)
         super().__init__(num_labels=num_labels, **kwargs)
 
     @property

@@ -30,8 +30,7 @@ def _head_conv(match, tensor):
     index = int(match["index"])
     if index % 2:
         raise ConfigError(f"unexpected parameter at an upsampling position: {match.string}")
-    part = {"conv": "0", "bn": "1"}[match["part"]]
-    return {f"decode_head.scale_heads.{match['scale']}.{index // 2}.{part}.{match['rest']}": tensor}
+    return {f"decode_head.scale_heads.{match['scale']}.{index // 2}.{match['part']}.{match['rest']}": tensor}
 
 
 class SeMaskConverter(OriginalConverter):

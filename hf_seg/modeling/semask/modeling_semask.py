@@ -28,18 +28,25 @@ from timm.models.swin_transformer import (
 )
 from torch import nn
 from torch.nn import functional as F
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
-from ...layers import conv_bn_relu, resize
+from ...layers import Attend, ConvNormAct, resize
 from ...losses import check_labels, cross_entropy
+from ...modeling_utils import (
+    HfSegPreTrainedModel, checkpointed, enable_checkpointing, init_norm, init_torch_default,
+)
 from .configuration_semask import SeMaskConfig
 
 
 @dataclass
 class SeMaskSemanticSegmenterOutput(SemanticSegmenterOutput):
-    """``SemanticSegmenterOutput`` plus SeMask's class priors.
+    """``SemanticSegmenterOutput`` plus SeMask's class priors (after ``loss, logits, hidden_states, attentions`` in the
+    tuple form).
+
+    ``hidden_states``: the patch embedding and every stage's normed output (what the head reads), ``[B, C_i, H_i, W_i]``.
+    ``attentions``: per stage, every Swin block's window attention ``[B * windows, heads, ws², ws²]`` and then the
+    semantic layer's class-prior attention ``[B * windows (or B), 1, n, n]``.
 
     Args:
         cls_logits: the head's class-prior branch ``[B, num_prior_classes, H/4, W/4]``: every stage's class-prior map
@@ -117,10 +124,12 @@ class SemanticAttention(nn.Module):
         self.mlp_res = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(dropout)
         self.gamma = nn.Parameter(torch.zeros(1))
+        self.attend = Attend(scale=1.0)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         class_scores = self.mlp_cls_q(x)
-        mixed = F.scaled_dot_product_attention(class_scores, self.mlp_cls_k(x), self.mlp_v(x), scale=1.0)
+        # one "head" dimension: 4-D attention inputs, as exporters expect
+        mixed = self.attend(class_scores[:, None], self.mlp_cls_k(x)[:, None], self.mlp_v(x)[:, None])[:, 0]
         mixed = self.proj_drop(self.mlp_res(mixed))
         return class_scores, x + self.gamma * mixed
 
@@ -178,6 +187,7 @@ class SeMaskStage(nn.Module):
             PatchMerging(dim, norm_layer=partial(nn.LayerNorm, eps=config.layer_norm_eps))
             if index < config.num_stages - 1 else None
         )
+        enable_checkpointing(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x: [B, H, W, C] -> (stage output, class-prior map, input of the next stage), all channels-last."""
@@ -187,13 +197,14 @@ class SeMaskStage(nn.Module):
             mask = shifted_window_mask(math.ceil(x.shape[1] / ws) * ws, math.ceil(x.shape[2] / ws) * ws, ws,
                                        self.shift, x.device, x.dtype)
         for block in self.blocks:
-            x = block(x, mask)
+            x = checkpointed(self, block, x, mask)
         prior, x = self.semantic_layer(x)
         return x, prior, (self.downsample(x) if self.downsample is not None else x)
 
 
 class SeMaskSwinBackbone(nn.Module):
-    """Returns the normed stage features and the class-prior maps, both NCHW, one per stage."""
+    """Returns the normed stage features and the class-prior maps, both NCHW, one per stage, and the hidden states
+    (the patch embedding, then the stage features)."""
 
     def __init__(self, config: SeMaskConfig):
         super().__init__()
@@ -218,8 +229,9 @@ class SeMaskSwinBackbone(nn.Module):
         self.channels = config.hidden_sizes
         self.strides = config.feature_strides
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        x = self.patch_embed(pixel_values)  # [B, H/4, W/4, C]
+    def forward(self, pixel_values: torch.Tensor):
+        embedding = self.patch_embed(pixel_values).permute(0, 3, 1, 2)  # NCHW view of [B, H/4, W/4, C]
+        x = embedding.permute(0, 2, 3, 1)  # the stages read the view, so the hidden state is on their graph
         if self.absolute_pos_embed is not None:
             pos = F.interpolate(self.absolute_pos_embed, size=x.shape[1:3], mode="bicubic")
             x = x + pos.permute(0, 2, 3, 1)
@@ -229,13 +241,13 @@ class SeMaskSwinBackbone(nn.Module):
             out, prior, x = layer(x)
             features.append(norm(out).permute(0, 3, 1, 2).contiguous())
             priors.append(prior.permute(0, 3, 1, 2).contiguous())
-        return features, priors
+        return features, priors, (embedding, *features)
 
 
 # ------------------------------------------------------------------------------------------------------- head
 def _upsample2x(x: torch.Tensor, align_corners: bool) -> torch.Tensor:
-    """``nn.Upsample(scale_factor=2, mode='bilinear')`` exactly."""
-    return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=align_corners)
+    """``nn.Upsample(scale_factor=2, mode='bilinear')`` (the same sampling as resizing to twice the size)."""
+    return resize(x, (2 * x.shape[-2], 2 * x.shape[-1]), align_corners)
 
 
 class SemanticFPNHead(nn.Module):
@@ -254,7 +266,7 @@ class SemanticFPNHead(nn.Module):
         for in_channels, ups in zip(channels, self.num_upsamples):
             steps = max(1, ups)
             self.scale_heads.append(nn.ModuleList(
-                conv_bn_relu(in_channels if k == 0 else config.decoder_channels, config.decoder_channels)
+                ConvNormAct(in_channels if k == 0 else config.decoder_channels, config.decoder_channels)
                 for k in range(steps)
             ))
         self.dropout = nn.Dropout2d(config.decoder_dropout) if config.decoder_dropout > 0 else nn.Identity()
@@ -280,29 +292,26 @@ class SemanticFPNHead(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------ model
-class SeMaskPreTrainedModel(PreTrainedModel):
+class SeMaskPreTrainedModel(HfSegPreTrainedModel):
     config_class = SeMaskConfig
     base_model_prefix = "semask"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    # forward takes **kwargs but averages its loss itself: without this, transformers' Trainer would treat it as
-    # a token-count-normalised loss and scale the loss (and gradients) by the number of processes
-    accepts_loss_kwargs = False
 
     def _init_weights(self, module):
-        # the original: truncated-normal(0.02) linears, unit LayerNorms, Kaiming convs in the head, classifier
-        # normal(0.01); the semantic attention starts switched off (mlp_res = 0, gamma = 0). transformers'
-        # ``initialization`` functions skip tensors that were loaded from a checkpoint.
-        if isinstance(module, nn.Linear):
+        # the original: truncated-normal(0.02) linears (the semantic attention's own Kaiming init is overwritten by the
+        # backbone's init_weights, mlp_res included), unit LayerNorms, Kaiming convs in the head, classifier
+        # normal(0.01); the semantic attention starts switched off (gamma = 0)
+        if isinstance(module, PatchEmbed):
+            # the original's init_weights never touches the patch projection: it keeps PyTorch's default Conv2d init.
+            # Its non-zero bias matters: with a zero bias, zero-padded image areas become all-zero tokens whose
+            # LayerNorm backward is scaled by 1/sqrt(eps) (~316) at every norm, and training on a padded crop
+            # overflows to inf (the original does the same with a zero bias)
+            init_torch_default(module.proj)
+        elif isinstance(module, nn.Linear):
             init.trunc_normal_(module.weight, std=0.02)
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            if isinstance(module, nn.BatchNorm2d):
-                init.zeros_(module.running_mean)
-                init.ones_(module.running_var)
+            init_norm(module)
         elif isinstance(module, nn.Conv2d):
             if module is getattr(getattr(self, "decode_head", None), "conv_seg", None):
                 init.normal_(module.weight, std=0.01)
@@ -311,7 +320,6 @@ class SeMaskPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, SemanticAttention):
-            init.zeros_(module.mlp_res.weight)
             init.zeros_(module.gamma)
         elif isinstance(module, WindowAttention):
             init.trunc_normal_(module.relative_position_bias_table, std=0.02)
@@ -335,14 +343,14 @@ class SeMaskForSemanticSegmentation(SeMaskPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> SeMaskSemanticSegmenterOutput | tuple:
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        features, priors = self.backbone(pixel_values)
+        output_hidden_states, output_attentions, return_dict = self._output_flags(
+            output_hidden_states, output_attentions, return_dict)
+        with self.attention_recorder(output_attentions) as attentions:
+            features, priors, hidden_states = self.backbone(pixel_values)
         logits, cls_logits = self.decode_head(features, priors)
 
         loss = None
@@ -352,7 +360,8 @@ class SeMaskForSemanticSegmentation(SeMaskPreTrainedModel):
         output = SeMaskSemanticSegmenterOutput(
             loss=loss,
             logits=logits,
-            hidden_states=tuple(features) if output_hidden_states else None,
+            hidden_states=hidden_states if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
             cls_logits=cls_logits,
             class_prior_maps=tuple(priors),
         )

@@ -170,6 +170,11 @@ class SetrConfig(HfSegConfig):
             kwargs["num_labels"] = num_labels
         elif "id2label" not in kwargs:
             kwargs["num_labels"] = 19
+        # test protocol: mmseg's encode_decode resizes with the decode head's ``align_corners``; mmseg 0.6 (SETR's
+        # code base) feeds a window smaller than the crop as is (the original ViT would refuse it, ours resizes its
+        # position embedding)
+        kwargs.setdefault("test_align_corners", self.decode_head["align_corners"])
+        kwargs.setdefault("test_pad_to_crop", False)
         super().__init__(**kwargs)
         self._validate()
 
@@ -194,6 +199,23 @@ class SetrConfig(HfSegConfig):
         return out
 
     def _validate(self) -> None:
+        self._check_positive(
+            image_size=self.image_size, num_channels=self.num_channels, patch_size=self.patch_size,
+            hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads, mlp_ratio=self.mlp_ratio, layer_norm_eps=self.layer_norm_eps,
+            mla_channels=self.mla_channels, head_channels=self.head_channels, hlg_embed_dims=self.hlg_embed_dims,
+            hlg_num_heads=self.hlg_num_heads, hlg_depths=self.hlg_depths, hlg_mlp_ratio=self.hlg_mlp_ratio,
+            hlg_crs_interval=self.hlg_crs_interval, hlg_window_size=self.hlg_window_size,
+            hlg_patch_size=self.hlg_patch_size)
+        self._check_probability(hidden_dropout_prob=self.hidden_dropout_prob,
+                                attention_dropout_prob=self.attention_dropout_prob, drop_path_rate=self.drop_path_rate)
+        for where, head in [("decode_head", self.decode_head)] + [
+            (f"auxiliary_heads[{i}]", h) for i, h in enumerate(self.auxiliary_heads)
+        ]:
+            self._check_non_negative(**{f"{where}.loss_weight": head["loss_weight"]})
+            for key in ("channels", "mlahead_channels", "depth", "sr_ratio"):
+                if key in head:
+                    self._check_positive(**{f"{where}.{key}": head[key]})
         if self.backbone in ("vit", "vit_mla"):
             if self.hidden_size % self.num_attention_heads:
                 raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_attention_heads "
@@ -246,17 +268,6 @@ class SetrConfig(HfSegConfig):
         if not -levels <= index < levels:
             raise ValueError(f"{where}: in_index {index} is outside the {levels} feature levels")
         return index % levels
-
-    @property
-    def test_align_corners(self) -> bool:
-        """Read by ``hf_seg.inference``: mmseg's encode_decode resizes with the decode head's ``align_corners``."""
-        return self.decode_head["align_corners"]
-
-    @property
-    def test_pad_to_crop(self) -> bool:
-        """Read by ``hf_seg.inference``: mmseg 0.6 (SETR's code base) feeds a window smaller than the crop as is
-        (images smaller than the crop); the original ViT would refuse it, ours resizes its position embedding."""
-        return False
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -37,6 +37,18 @@ def _square(size) -> list[int]:
     return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
 
 
+_PARAM = r"weight|bias|running_mean|running_var|num_batches_tracked"
+
+
+def _conv_norm_act(match, tensor):
+    """``<prefix>.<i>.<param>`` of a Sequential of (conv, BN, act) triples -> ``<prefix>[.<i // 3>].conv|bn.<param>``
+    (the index is kept only where the Sequential holds more than one triple)."""
+    prefix, index, param = match[1], int(match[2]), match[3]
+    part = ("conv", "bn")[index % 3]
+    several = prefix.endswith("spatial_smooth.0") or ".mlahead.head" in prefix
+    return {f"{prefix}.{index // 3}.{part}.{param}" if several else f"{prefix}.{part}.{param}": tensor}
+
+
 class SetrConverter(OriginalConverter):
     family = "setr"
     model_class = SetrForSemanticSegmentation
@@ -211,6 +223,15 @@ class SetrConverter(OriginalConverter):
         if config.backbone != "hlg":  # HLGUPHead and FCNHead do classify with conv_seg
             rules.append(drop(r"(decode_head|auxiliary_head(\.\d+)?)\.conv_seg\.(weight|bias)",
                               "mmseg BaseDecodeHead.conv_seg: built from `channels` but never called by SETR heads"))
+        # the original's conv-BN(-act) Sequentials (indices) are hf_seg ConvNormAct modules (``conv`` / ``bn``)
+        rules += [
+            Rule(rf"(backbone\.mla\.mla_p\d(?:_1x1)?)\.([01])\.({_PARAM})", _conv_norm_act),
+            Rule(rf"(decode_head\.mlahead\.head\d)\.([0134])\.({_PARAM})", _conv_norm_act),
+            Rule(rf"(backbone\.s0_conv\.\d)\.([01])\.({_PARAM})", _conv_norm_act),
+            Rule(rf"(backbone\.block\d\.\d+\.down_proj\.proj)\.([01])\.({_PARAM})", _conv_norm_act),
+            Rule(rf"((?:backbone\.block\d|decode_head\.decode_transformer)\.\d+\.spatial_smooth\.0)\.([013467])"
+                 rf"\.({_PARAM})", _conv_norm_act),
+        ]
         if config.backbone in ("vit", "hlg"):  # names kept as in the original
             rules.append(Rule(r"backbone\.(.+)", r"backbone.\1"))
         elif config.backbone == "vit_mla":

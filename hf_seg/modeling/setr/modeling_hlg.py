@@ -47,6 +47,8 @@ from timm.layers import DropPath
 from torch import nn
 from torch.nn import functional as F
 
+from ...layers import Attend, ConvNormAct, resize
+from ...modeling_utils import checkpointed, enable_checkpointing
 from .configuration_setr import SetrConfig
 
 NEG_INF = -1e4
@@ -154,7 +156,7 @@ class Windows:
         return torch.stack((cy, cx), dim=-1).reshape(-1, 2)
 
 
-def _attend(q, k, v, num_heads: int, bias: torch.Tensor | None, dropout: float = 0.0) -> torch.Tensor:
+def _attend(attend: Attend, q, k, v, num_heads: int, bias: torch.Tensor | None) -> torch.Tensor:
     """Multi-head attention of [B, N, C] queries on [B, M, C] keys/values with an additive [*, heads, N, M] bias."""
     b, n, c = q.shape
     m = k.shape[1]
@@ -162,27 +164,24 @@ def _attend(q, k, v, num_heads: int, bias: torch.Tensor | None, dropout: float =
     q = q.reshape(b, n, num_heads, d).transpose(1, 2)
     k = k.reshape(b, m, num_heads, d).transpose(1, 2)
     v = v.reshape(b, m, num_heads, d).transpose(1, 2)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
-    return out.transpose(1, 2).reshape(b, n, c)
+    return attend(q, k, v, bias).transpose(1, 2).reshape(b, n, c)
 
 
-def _global_attend(q, k, v, num_heads, pos: DynamicPosBias, q_hw, centres, span, dropout, chunk=4096):
+def _global_attend(attend: Attend, q, k, v, num_heads, pos: DynamicPosBias, q_hw, centres, span, chunk=4096):
     """Every token of the [h, w] grid attends to the window tokens (biased by the token-to-window-centre offset).
 
-    Queries are processed in chunks so the [heads, N, M] bias of a large map never exists at once."""
+    With SDPA, queries are processed in chunks so the [heads, N, M] bias of a large map never exists at once; the
+    explicit (eager / recorded) attention takes all queries at once, so its probabilities are one tensor."""
     coords = _grid_coords(q_hw[0], q_hw[1], q.device)
+    chunk = chunk if attend.fused_attn else q.shape[1]
     outs = []
     for start in range(0, q.shape[1], chunk):
         bias = _relative_bias(pos, coords[start:start + chunk], centres, span).to(q.dtype)
-        outs.append(_attend(q[:, start:start + chunk], k, v, num_heads, bias.unsqueeze(0), dropout))
+        outs.append(_attend(attend, q[:, start:start + chunk], k, v, num_heads, bias.unsqueeze(0)))
     return torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
 
 
 # ----------------------------------------------------------------------------------------------- backbone
-def conv_3x3_bn(inp: int, oup: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup), nn.GELU())
-
-
 class InnerPatchEmbed(nn.Module):
     """Stage entry: depthwise 3x3 stride-2 conv + BN + GELU (identity for the other layers)."""
 
@@ -190,8 +189,7 @@ class InnerPatchEmbed(nn.Module):
         super().__init__()
         self.down_sample = down_sample
         if down_sample:
-            self.proj = nn.Sequential(nn.Conv2d(input_dim, dim, 3, 2, 1, groups=input_dim), nn.BatchNorm2d(dim),
-                                      nn.GELU())
+            self.proj = ConvNormAct(input_dim, dim, 3, stride=2, groups=input_dim, bias=True, act="gelu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x) if self.down_sample else x
@@ -218,9 +216,9 @@ class DWMlp(nn.Module):
 
 def _spatial_smooth(dim: int) -> nn.ModuleList:
     return nn.ModuleList([nn.Sequential(
-        nn.Conv2d(dim, dim // 4, 1), nn.BatchNorm2d(dim // 4), nn.GELU(),
-        nn.Conv2d(dim // 4, dim // 4, 3, padding=1), nn.BatchNorm2d(dim // 4), nn.GELU(),
-        nn.Conv2d(dim // 4, dim, 1), nn.BatchNorm2d(dim))])
+        ConvNormAct(dim, dim // 4, 1, bias=True, act="gelu"),
+        ConvNormAct(dim // 4, dim // 4, 3, bias=True, act="gelu"),
+        ConvNormAct(dim // 4, dim, 1, bias=True, act=None))])
 
 
 class GlobalAttentionProj(nn.Module):
@@ -242,8 +240,9 @@ class HLGLayer(nn.Module):
                  dilated, has_local, down_sample, mlp_ratio=4.0):
         super().__init__()
         self.num_heads, self.window_size, self.dilated, self.has_local = num_heads, window_size, dilated, has_local
-        self.attn_drop = attn_drop
+        self.global_attend = Attend(attn_drop)
         if has_local:
+            self.local_attend = Attend(attn_drop)
             self.aux_q = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
             self.norm0 = norm_layer(dim)
             self.h0_norm = norm_layer(dim)
@@ -265,12 +264,11 @@ class HLGLayer(nn.Module):
         mlp = self.mlp(x)
         x = self.down_proj(x) + self.drop_path(self.norm2(mlp.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
         b, c, h, w = x.shape
-        dropout = self.attn_drop if self.training else 0.0
         if not self.has_local:
             t = x.flatten(2).transpose(1, 2)
             coords = _grid_coords(h, w, x.device)
             bias = _relative_bias(self.pos_global, coords, coords, (h, w)).to(t.dtype).unsqueeze(0)
-            out = self.global_attn(_attend(self.q(t), self.k(t), self.v(t), self.num_heads, bias, dropout))
+            out = self.global_attn(_attend(self.global_attend, self.q(t), self.k(t), self.v(t), self.num_heads, bias))
             t = t + self.drop_path(self.norm1(out))
             return t.transpose(1, 2).reshape(b, c, h, w)
 
@@ -286,7 +284,7 @@ class HLGLayer(nn.Module):
         key_mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, NEG_INF)
         bias = bias.unsqueeze(0) + key_mask[:, None, None, :]  # [G, heads, n, n]
         bias = bias.repeat(b, 1, 1, 1)
-        local = _attend(share_q, share_q, local_v, self.num_heads, bias, dropout)
+        local = _attend(self.local_attend, share_q, share_q, local_v, self.num_heads, bias)
         groups = groups + local
         weights = valid.to(x.dtype).repeat(b, 1)[..., None]
         h0 = (groups * weights).sum(1) / weights.sum(1).clamp_min(1)
@@ -297,8 +295,8 @@ class HLGLayer(nn.Module):
         local = self.norm1(win.merge(local, b).reshape(b, h * w, c))
         local = self.aux_q(local.transpose(1, 2).reshape(b, c, h, w)).flatten(2).transpose(1, 2)
         q = share_q + local
-        out = _global_attend(q, self.k(h0), self.v(h0), self.num_heads, self.pos_global, (h, w),
-                             win.centre_coords(x.device), (win.hp, win.wp), dropout)
+        out = _global_attend(self.global_attend, q, self.k(h0), self.v(h0), self.num_heads, self.pos_global, (h, w),
+                             win.centre_coords(x.device), (win.hp, win.wp))
         stream = stream + self.drop_path(self.global_attn(out))
         return stream.transpose(1, 2).reshape(b, c, h, w)
 
@@ -306,14 +304,15 @@ class HLGLayer(nn.Module):
 class HLGTransformer(nn.Module):
     """Stem (two 3x3 conv-BN-GELU, stride 2) and four stages of HLG layers at strides 4, 8, 16, 32.
 
-    Returns the four stage maps [B, C_i, H/4/2^i, W/4/2^i], each after its output LayerNorm (``norm_out_{0,1,2}``,
-    ``norm``); the normalised map also feeds the next stage, as in the original."""
+    Returns the stem output and the four stage maps [B, C_i, H/4/2^i, W/4/2^i], each after its output LayerNorm
+    (``norm_out_{0,1,2}``, ``norm``); the normalised map also feeds the next stage, as in the original."""
 
     def __init__(self, config: SetrConfig):
         super().__init__()
         dims, heads, depths = config.hlg_embed_dims, config.hlg_num_heads, config.hlg_depths
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
-        self.s0_conv = nn.ModuleList([conv_3x3_bn(config.num_channels, dims[0], 2), conv_3x3_bn(dims[0], dims[0], 1)])
+        self.s0_conv = nn.ModuleList([ConvNormAct(config.num_channels, dims[0], 3, stride=2, act="gelu"),
+                                      ConvNormAct(dims[0], dims[0], 3, act="gelu")])
         total = sum(depths)
         rates = [config.drop_path_rate * i / max(total - 1, 1) for i in range(total)]
         cur = 0
@@ -331,19 +330,21 @@ class HLGTransformer(nn.Module):
         for stage in range(3):
             self.add_module(f"norm_out_{stage}", norm_layer(dims[stage]))
         self.norm = norm_layer(dims[3])
+        enable_checkpointing(self)
 
-    def forward(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         x = pixel_values
         for conv in self.s0_conv:
             x = conv(x)
+        stem = x
         outs = []
         for stage in range(4):
             for layer in getattr(self, f"block{stage + 1}"):
-                x = layer(x)
+                x = checkpointed(self, layer, x)
             norm = self.norm if stage == 3 else getattr(self, f"norm_out_{stage}")
             x = norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
             outs.append(x)
-        return outs
+        return stem, outs
 
 
 # --------------------------------------------------------------------------------------------------- head
@@ -353,6 +354,8 @@ class HLGAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, drop: float):
         super().__init__()
         self.num_heads = num_heads
+        self.local_attend = Attend()
+        self.global_attend = Attend()
         self.pos = DynamicPosBias(dim // 4, num_heads)
         self.q = nn.Linear(dim, dim, bias=False)
         self.kv = nn.Linear(dim, dim * 2, bias=False)
@@ -362,12 +365,12 @@ class HLGAttention(nn.Module):
 
     def local(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         k, v = self.kv(x).chunk(2, dim=-1)
-        return self.proj_drop(self.proj(_attend(self.q(x), k, v, self.num_heads, bias)))
+        return self.proj_drop(self.proj(_attend(self.local_attend, self.q(x), k, v, self.num_heads, bias)))
 
     def global_(self, x, h0, q_hw, centres, span) -> torch.Tensor:
         k, v = self.kv(self.norm(h0)).chunk(2, dim=-1)
-        return self.proj_drop(self.proj(_global_attend(self.q(x), k, v, self.num_heads, self.pos, q_hw, centres,
-                                                       span, 0.0)))
+        return self.proj_drop(self.proj(_global_attend(self.global_attend, self.q(x), k, v, self.num_heads, self.pos,
+                                                       q_hw, centres, span)))
 
 
 class HLGHeadLayer(nn.Module):
@@ -421,30 +424,16 @@ class HLGUPHead(nn.Module):
                          window_size=config.hlg_window_size) for i in range(spec["depth"]))
         self.dropout = nn.Dropout2d(0.1)
         self.conv_seg = nn.Conv2d(channels, config.num_labels, 1)
+        enable_checkpointing(self)
 
     def forward(self, maps, grid, out_size) -> torch.Tensor:
         size = maps[self.fuse_level].shape[-2:]
-        x = torch.cat([m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear",
-                                                                    align_corners=self.align_corners)
-                       for m in maps], dim=1)
-        x = F.relu(self.syncbn_fc_0(self.conv_0(x)), inplace=True)
+        x = torch.cat([resize(m, size, self.align_corners) for m in maps], dim=1)
+        x = torch.relu(self.syncbn_fc_0(self.conv_0(x)))
         for layer in self.decode_transformer:
-            x = layer(x)
+            x = checkpointed(self, layer, x)
         x = self.conv_seg(self.dropout(x))
-        return F.interpolate(x, size=(x.shape[-2] * 4, x.shape[-1] * 4), mode="bilinear",
-                             align_corners=self.align_corners)
-
-
-class _ConvModule(nn.Module):
-    """mmcv ConvModule (conv without bias + BN + ReLU) with its ``conv`` / ``bn`` names."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)), inplace=True)
+        return resize(x, (x.shape[-2] * 4, x.shape[-1] * 4), self.align_corners)
 
 
 class FCNHead(nn.Module):
@@ -453,7 +442,7 @@ class FCNHead(nn.Module):
     def __init__(self, config: SetrConfig, spec: dict):
         super().__init__()
         self.in_index = spec["in_index"]
-        self.convs = nn.ModuleList([_ConvModule(config.hlg_embed_dims[self.in_index], spec["channels"])])
+        self.convs = nn.ModuleList([ConvNormAct(config.hlg_embed_dims[self.in_index], spec["channels"])])
         self.dropout = nn.Dropout2d(0.1)
         self.conv_seg = nn.Conv2d(spec["channels"], config.num_labels, 1)
 

@@ -19,29 +19,29 @@ import torch
 from timm.layers import resample_abs_pos_embed
 from timm.models.vision_transformer import Block
 from torch import nn
-from torch.nn import functional as F
-from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
+from ...layers import ConvNormAct, resize
 from ...losses import check_labels, cross_entropy
+from ...modeling_utils import HfSegPreTrainedModel, checkpointed, enable_checkpointing, init_norm
 from .configuration_setr import SetrConfig
 
 
 @dataclass
 class SetrSemanticSegmenterOutput(SemanticSegmenterOutput):
     """``SemanticSegmenterOutput`` plus the auxiliary heads' logits (at their own resolution, before any resize) and
-    the weighted loss of every head (``loss_terms[0]`` = main head, then the auxiliary heads in order)."""
+    the weighted loss of every head (``loss_terms[0]`` = main head, then the auxiliary heads in order), after
+    ``loss, logits, hidden_states, attentions`` in the tuple form.
+
+    ``hidden_states``: ViT backbones: the embedding (after the position embedding; with the cls token for ``vit``,
+    without for ``vit_mla``) and every block's output, ``[B, N, C]``; HLG: the stem and the four stage maps.
+    ``attentions``: ViT: every block's ``[B, heads, N, N]``; HLG: per layer its local window attention
+    ``[B * windows, heads, n, n]`` (stages with local attention) and its global attention ``[B, heads, h*w, M]``,
+    then the head layers' in the same order."""
 
     auxiliary_logits: tuple[torch.Tensor, ...] | None = None
     loss_terms: tuple[torch.Tensor, ...] | None = None
-
-
-def _resize(x: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
-    size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=align_corners)
 
 
 def head_size(spec: dict, out_size):
@@ -97,7 +97,8 @@ class SetrVisionTransformer(nn.Module):
             for rate in rates
         )
         for block in self.blocks:
-            block.attn.fused_attn = True  # always F.scaled_dot_product_attention, whatever TIMM_FUSED_ATTN says
+            block.attn.fused_attn = True  # F.scaled_dot_product_attention whatever TIMM_FUSED_ATTN says ("sdpa")
+        enable_checkpointing(self)
 
     def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
         stored = self.config.grid_size
@@ -138,23 +139,18 @@ class SetrVisionTransformer(nn.Module):
         return skipped
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], tuple[int, int]]:
+        """(the embedding followed by every block's output, token grid)."""
         x, grid = self.patch_embed(pixel_values)
         cls = self.cls_token.expand(x.shape[0], -1, -1)
         x = torch.cat((cls, x), dim=1) + self.position_embedding(grid)
         if not self.keep_cls_token:
             x = x[:, 1:]
         x = self.pos_drop(x)
-        outputs = []
+        outputs = [x]
         for block in self.blocks:
-            x = block(x)
+            x = checkpointed(self, block, x)
             outputs.append(x)
         return outputs, grid
-
-
-def _conv_bn_relu_seq(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
-    """Conv (no bias) + BN + ReLU with the original's ``.0`` / ``.1`` indices."""
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
 class ConvMLA(nn.Module):
@@ -165,9 +161,9 @@ class ConvMLA(nn.Module):
     def __init__(self, in_channels: int, mla_channels: int):
         super().__init__()
         for level in self.LEVELS:
-            self.add_module(f"mla_{level}_1x1", _conv_bn_relu_seq(in_channels, mla_channels, 1))
+            self.add_module(f"mla_{level}_1x1", ConvNormAct(in_channels, mla_channels, 1))
         for level in self.LEVELS:
-            self.add_module(f"mla_{level}", _conv_bn_relu_seq(mla_channels, mla_channels, 3))
+            self.add_module(f"mla_{level}", ConvNormAct(mla_channels, mla_channels, 3))
 
     def forward(self, maps: list[torch.Tensor]) -> list[torch.Tensor]:
         lateral = [getattr(self, f"mla_{level}_1x1")(m) for level, m in zip(self.LEVELS, maps)]
@@ -190,8 +186,8 @@ class SetrMLABackbone(nn.Module):
         self.mla = ConvMLA(config.hidden_size, config.mla_channels)
 
     def forward(self, pixel_values: torch.Tensor):
-        tokens, grid = self.vit(pixel_values)
-        maps = [tokens_to_map(getattr(self, f"norm_{i}")(tokens[index]), grid)
+        tokens, grid = self.vit(pixel_values)  # tokens[0] is the embedding, tokens[i + 1] block i's output
+        maps = [tokens_to_map(getattr(self, f"norm_{i}")(tokens[index + 1]), grid)
                 for i, index in enumerate(self.config.mla_index)]
         return tokens, self.mla(maps), grid
 
@@ -229,21 +225,20 @@ class VisionTransformerUpHead(nn.Module):
                 self.add_module(f"syncbn_fc_{i}", nn.BatchNorm2d(mid))
 
     def _up(self, x: torch.Tensor, factor: int) -> torch.Tensor:
-        return F.interpolate(x, size=(x.shape[-2] * factor, x.shape[-1] * factor), mode="bilinear",
-                             align_corners=self.align_corners)
+        return resize(x, (x.shape[-2] * factor, x.shape[-1] * factor), self.align_corners)
 
     def forward(self, tokens: list[torch.Tensor], grid, out_size) -> torch.Tensor:
-        x = tokens[self.in_index][:, 1:]  # drop the cls token
+        x = tokens[self.in_index + 1][:, 1:]  # tokens[0] is the embedding; drop the cls token
         x = tokens_to_map(self.norm(x), grid)
         if self.num_conv == 2:
-            x = F.relu(self.syncbn_fc_0(self.conv_0(x)), inplace=True)
+            x = torch.relu(self.syncbn_fc_0(self.conv_0(x)))
             if self.num_upsample_layers == 2:
                 x = self._up(x, 4)
-            return _resize(self.conv_1(x), head_size(self.spec, out_size), self.align_corners)
+            return resize(self.conv_1(x), head_size(self.spec, out_size), self.align_corners)
         for i in range(3):
-            x = F.relu(getattr(self, f"syncbn_fc_{i}")(getattr(self, f"conv_{i}")(x)), inplace=True)
+            x = torch.relu(getattr(self, f"syncbn_fc_{i}")(getattr(self, f"conv_{i}")(x)))
             x = self._up(x, 2)
-        x = F.relu(self.syncbn_fc_3(self.conv_3(x)), inplace=True)
+        x = torch.relu(self.syncbn_fc_3(self.conv_3(x)))
         return self._up(self.conv_4(x), 2)
 
 
@@ -253,18 +248,14 @@ class MLAHead(nn.Module):
     def __init__(self, mla_channels: int, mlahead_channels: int):
         super().__init__()
         for level in (2, 3, 4, 5):
-            self.add_module(f"head{level}", nn.Sequential(
-                nn.Conv2d(mla_channels, mlahead_channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(mlahead_channels), nn.ReLU(inplace=True),
-                nn.Conv2d(mlahead_channels, mlahead_channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(mlahead_channels), nn.ReLU(inplace=True)))
+            self.add_module(f"head{level}", nn.Sequential(ConvNormAct(mla_channels, mlahead_channels),
+                                                          ConvNormAct(mlahead_channels, mlahead_channels)))
 
     def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
         outs = []
         for level, x in zip((2, 3, 4, 5), maps):
             y = getattr(self, f"head{level}")(x)
-            outs.append(F.interpolate(y, size=(4 * x.shape[-2], 4 * x.shape[-1]), mode="bilinear",
-                                      align_corners=True))
+            outs.append(resize(y, (4 * x.shape[-2], 4 * x.shape[-1]), align_corners=True))
         return torch.cat(outs, dim=1)
 
 
@@ -279,7 +270,7 @@ class VitMLAHead(nn.Module):
         self.cls = nn.Conv2d(4 * spec["mlahead_channels"], config.num_labels, 3, padding=1)
 
     def forward(self, maps, grid, out_size) -> torch.Tensor:
-        return _resize(self.cls(self.mlahead(maps)), head_size(self.spec, out_size), self.align_corners)
+        return resize(self.cls(self.mlahead(maps)), head_size(self.spec, out_size), self.align_corners)
 
 
 class VitMLAAuxHead(nn.Module):
@@ -300,7 +291,7 @@ class VitMLAAuxHead(nn.Module):
     def forward(self, maps, grid, out_size) -> torch.Tensor:
         x = maps[self.in_index]
         x = self.aux_1(self.aux_0(x)) if hasattr(self, "aux_0") else self.aux(x)
-        return _resize(x, head_size(self.spec, out_size), self.align_corners)
+        return resize(x, head_size(self.spec, out_size), self.align_corners)
 
 
 def build_head(config: SetrConfig, spec: dict) -> nn.Module:
@@ -317,14 +308,9 @@ def build_head(config: SetrConfig, spec: dict) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------------------------------ model
-class SetrPreTrainedModel(PreTrainedModel):
+class SetrPreTrainedModel(HfSegPreTrainedModel):
     config_class = SetrConfig
     base_model_prefix = "setr"
-    main_input_name = "pixel_values"
-    input_modalities = ("image",)
-    # forward takes **kwargs but averages its loss itself: without this, transformers' Trainer would treat it as
-    # a token-count-normalised loss and scale the loss (and gradients) by the number of processes
-    accepts_loss_kwargs = False
     _no_split_modules = ["Block"]
 
     def _init_weights(self, module):
@@ -335,11 +321,7 @@ class SetrPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, (nn.LayerNorm, nn.BatchNorm2d)):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-            if isinstance(module, nn.BatchNorm2d):
-                init.zeros_(module.running_mean)
-                init.ones_(module.running_var)
+            init_norm(module)
         elif isinstance(module, nn.Conv2d):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
@@ -373,32 +355,33 @@ class SetrForSemanticSegmentation(SetrPreTrainedModel):
         self.post_init()
 
     def forward_features(self, pixel_values: torch.Tensor):
-        """(hidden_states, head inputs, token grid): block outputs, and what the heads read."""
+        """(hidden states, head inputs, token grid): ViT: the embedding and every block's output, which the heads
+        also read (index ``i + 1`` for block ``i``); MLA: the neck's maps; HLG: the stem and the stage maps."""
         if self.config.backbone == "vit":
             tokens, grid = self.backbone(pixel_values)
             return tokens, tokens, grid
         if self.config.backbone == "vit_mla":
             tokens, maps, grid = self.backbone(pixel_values)
             return tokens, maps, grid
-        maps = self.backbone(pixel_values)
-        return maps, maps, None
+        stem, maps = self.backbone(pixel_values)
+        return [stem, *maps], maps, None
 
     def forward(
         self,
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
         output_auxiliary_logits: bool | None = None,
         **kwargs,
     ) -> SetrSemanticSegmenterOutput | tuple:
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        output_hidden_states, output_attentions, return_dict = self._output_flags(
+            output_hidden_states, output_attentions, return_dict)
         out_size = pixel_values.shape[-2:]
-        hidden, features, grid = self.forward_features(pixel_values)
-        logits = self.decode_head(features, grid, out_size)
+        with self.attention_recorder(output_attentions) as attentions:
+            hidden, features, grid = self.forward_features(pixel_values)
+            logits = self.decode_head(features, grid, out_size)
 
         auxiliary_logits = None
         if labels is not None or output_auxiliary_logits:
@@ -409,12 +392,11 @@ class SetrForSemanticSegmentation(SetrPreTrainedModel):
             loss_terms = self.compute_loss(logits, auxiliary_logits, labels)
             loss = torch.stack(loss_terms).sum()
 
-        hidden_states = tuple(hidden) if output_hidden_states else None
-        if not return_dict:
-            output = (logits,) + ((hidden_states,) if hidden_states is not None else ())
-            return ((loss,) + output) if loss is not None else output
-        return SetrSemanticSegmenterOutput(loss=loss, logits=logits, hidden_states=hidden_states,
-                                           auxiliary_logits=auxiliary_logits, loss_terms=loss_terms)
+        output = SetrSemanticSegmenterOutput(
+            loss=loss, logits=logits, hidden_states=tuple(hidden) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None, auxiliary_logits=auxiliary_logits,
+            loss_terms=loss_terms)
+        return output if return_dict else output.to_tuple()
 
     def compute_loss(self, logits, auxiliary_logits, labels) -> tuple[torch.Tensor, ...]:
         """Weighted loss of every head: cross-entropy (mean over all pixels) on logits resized to the labels."""
@@ -423,6 +405,6 @@ class SetrForSemanticSegmentation(SetrPreTrainedModel):
         specs = [self.config.decode_head] + list(self.config.auxiliary_heads)
         terms = []
         for spec, head_logits in zip(specs, (logits,) + tuple(auxiliary_logits or ())):
-            resized = _resize(head_logits, labels.shape[-2:], spec["align_corners"])
+            resized = resize(head_logits, labels.shape[-2:], spec["align_corners"])
             terms.append(spec["loss_weight"] * cross_entropy(resized, labels, ignore, average="all"))
         return tuple(terms)

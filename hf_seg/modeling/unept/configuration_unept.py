@@ -127,10 +127,21 @@ class UnEptConfig(HfSegConfig):
                                  f"{deit_feature_interval} blocks) but num_feature_levels={num_feature_levels}")
             if deit_embed_dim % deit_num_heads:
                 raise ValueError(f"deit_embed_dim {deit_embed_dim} is not divisible by deit_num_heads {deit_num_heads}")
+        self._check_positive(
+            stem_channels=stem_channels, base_channels=base_channels, strides=list(strides),
+            dilations=list(dilations), norm_eps=norm_eps, deit_img_size=deit_img_size, deit_patch_size=deit_patch_size,
+            deit_embed_dim=deit_embed_dim, deit_depth=deit_depth, deit_num_heads=deit_num_heads,
+            deit_mlp_ratio=deit_mlp_ratio, deit_feature_interval=deit_feature_interval,
+            deit_layer_norm_eps=deit_layer_norm_eps, hidden_size=hidden_size, num_attention_heads=num_attention_heads,
+            num_points=num_points, num_feature_levels=num_feature_levels, ffn_dim=ffn_dim, num_queries=num_queries,
+            spatial_channels=list(spatial_channels))
+        self._check_non_negative(encoder_layers=encoder_layers, decoder_layers=decoder_layers,
+                                 seg_loss_weight=seg_loss_weight, mask_loss_weight=mask_loss_weight,
+                                 direction_loss_weight=direction_loss_weight, refine_loss_weight=refine_loss_weight,
+                                 boundary_distance=boundary_distance)
+        self._check_probability(dropout=dropout)
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by num_attention_heads {num_attention_heads}")
-        if num_feature_levels < 1 or num_points < 1 or num_queries < 1:
-            raise ValueError("num_feature_levels, num_points and num_queries must be positive")
         if query_layout is None:
             side = math.isqrt(num_queries)
             if side * side != num_queries:

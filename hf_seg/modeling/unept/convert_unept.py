@@ -12,6 +12,7 @@ from .modeling_unept import UnEptForSemanticSegmentation
 
 # mmseg ResNetV1c deep stem (stem.N) -> timm deep stem (conv1.N, bn1)
 _STEM = {"0": "conv1.0", "1": "conv1.1", "3": "conv1.3", "4": "conv1.4", "6": "conv1.6", "7": "bn1"}
+_BOUNDARY_HEAD = {"0": "0.conv", "1": "0.bn", "3": "1"}
 # mmseg ResNet defaults (mmseg 0.11 ``ResNet.__init__``) for keys an original config may omit
 _RESNET_DEFAULTS = dict(stem_channels=64, base_channels=64, num_stages=4, strides=(1, 2, 2, 2),
                         dilations=(1, 1, 1, 1), out_indices=(0, 1, 2, 3), style="pytorch", contract_dilation=False)
@@ -157,9 +158,10 @@ class UnEptConverter(OriginalConverter):
             Rule(r"spatial_branch\.convblock(\d)\.conv1\.(.+)",
                  lambda m, t: {f"spatial_branch.blocks.{int(m[1]) - 1}.conv.{m[2]}": t}),
             Rule(r"spatial_branch\.convblock(\d)\.bn\.(.+)",
-                 lambda m, t: {f"spatial_branch.blocks.{int(m[1]) - 1}.norm.{m[2]}": t}),
-            Rule(r"mask_head\.(\d)\.(.+)", r"boundary_head.\1.\2"),
-            Rule(r"dir_head\.(\d)\.(.+)", r"direction_head.\1.\2"),
+                 lambda m, t: {f"spatial_branch.blocks.{int(m[1]) - 1}.bn.{m[2]}": t}),
+            # the boundary heads are Sequential(conv, BN, ReLU, conv): a ConvNormAct, then the classifier conv
+            Rule(r"(mask|dir)_head\.(\d)\.(.+)", lambda m, t: {
+                f"{'boundary' if m[1] == 'mask' else 'direction'}_head.{_BOUNDARY_HEAD[m[2]]}.{m[3]}": t}),
             Rule(r"cls\.(weight|bias)", r"classifier.\1"),
         ]
         return rules

@@ -3,8 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# full-size and compile checks are marked slow: `make test PYTEST_ARGS=` runs them too
-PYTEST_ARGS ?= -m "not slow" --durations=20
+# full-size and compile checks are marked slow: `make test PYTEST_ARGS=` runs them too; the ones also marked ci (one
+# real instance of each slow path: full-size forwards, ONNX, torch.export) run by default
+PYTEST_ARGS ?= -m "not slow or ci" --durations=20
 
 .PHONY: install test demo clean
 

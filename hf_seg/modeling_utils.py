@@ -104,8 +104,10 @@ def checkpointed(owner: nn.Module, layer, *args):
 
 
 class _OneStatisticsUpdate:
-    """Calls ``layer``; from the second call on (the backward recompute) its BatchNorm buffers are restored after the
-    call, so a checkpointed step leaves the same running statistics as a plain one."""
+    """Calls ``layer``; from the second call on (the backward recompute) its BatchNorm layers run with momentum 0, which
+    leaves the running statistics as they are (an update by factor 0; restoring them afterwards instead would change
+    tensors the recomputed graph still needs), and their batch counters are put back. A checkpointed step thus leaves
+    the same statistics as a plain one."""
 
     def __init__(self, layer):
         self.layer, self.calls = layer, 0
@@ -114,16 +116,17 @@ class _OneStatisticsUpdate:
         self.calls += 1
         if self.calls == 1 or not isinstance(self.layer, nn.Module):
             return self.layer(*args)
-        buffers = [b for m in self.layer.modules() if isinstance(m, _BatchNorm) and m.training
-                   and m.track_running_stats for b in (m.running_mean, m.running_var, m.num_batches_tracked)
-                   if b is not None]
-        saved = [b.clone() for b in buffers]
+        norms = [m for m in self.layer.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+        for m in norms:
+            m.momentum = 0.0
         try:
             return self.layer(*args)
         finally:
             with torch.no_grad():
-                for buffer, value in zip(buffers, saved):
-                    buffer.copy_(value)
+                for m, (momentum, count) in zip(norms, saved):
+                    m.momentum = momentum
+                    m.num_batches_tracked.copy_(count)
 
 
 # ---------------------------------------------------------------------------------------------- initialisation

@@ -412,35 +412,51 @@ def _logits_only(model):
 
 
 EXPORT_VARIANTS = [v for v in PER_FAMILY] + [next(v for v in VARIANTS if v.name == "setr-hlg")]
+# ``ci``: slow checks of which CI still runs one real instance (``-m "not slow or ci"``), so the paths cannot rot
+_CI_EXPORT = "semask"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", EXPORT_VARIANTS, ids=ids(EXPORT_VARIANTS))
-def test_torch_export_and_compile(variant):
+@pytest.mark.parametrize("variant", [pytest.param(v, id=v.name, marks=[pytest.mark.ci] if v.name == _CI_EXPORT else [])
+                                     for v in EXPORT_VARIANTS])
+def test_torch_export(variant):
     model = variant.model().eval()
     x = variant.inputs(batch=1)["pixel_values"]
     with torch.no_grad():
         expected = model(pixel_values=x).logits
         exported = torch.export.export(_logits_only(model), (x,))
         assert _close(exported.module()(x), expected, rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", EXPORT_VARIANTS, ids=ids(EXPORT_VARIANTS))
+def test_torch_compile_fullgraph(variant):
+    model = variant.model().eval()
+    x = variant.inputs(batch=1)["pixel_values"]
+    with torch.no_grad():
+        expected = model(pixel_values=x).logits
         compiled = torch.compile(model, fullgraph=True)
         assert _close(compiled(pixel_values=x).logits, expected, rel=1e-4)
 
 
 ONNX_CASES = [(v, None) for v in PER_FAMILY] + [(next(v for v in VARIANTS if v.name == "unept-res"), "compiled")]
+# CI exports with the TorchScript exporter (the faster one) a ViT family and UN-EPT with its compiled kernel
+_CI_ONNX = {("regionproxy-vit", None), ("unept-res", "compiled")}
 
 
-def _onnx_case_id(case):
-    variant, backend = case
-    return variant.name + (f"-msda-{backend}" if backend else "")
+def _onnx_params():
+    for variant, backend in ONNX_CASES:
+        for dynamo in (False, True):
+            ci = not dynamo and (variant.name, backend) in _CI_ONNX
+            yield pytest.param(variant, backend, dynamo, marks=[pytest.mark.ci] if ci else [],
+                               id=f"{variant.name}{f'-msda-{backend}' if backend else ''}-"
+                                  f"{'dynamo' if dynamo else 'torchscript'}")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ONNX_CASES, ids=[_onnx_case_id(c) for c in ONNX_CASES])
-@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-def test_onnx_export_runs_in_onnxruntime_like_eager(case, dynamo, tmp_path):
+@pytest.mark.parametrize("variant,backend,dynamo", list(_onnx_params()))
+def test_onnx_export_runs_in_onnxruntime_like_eager(variant, backend, dynamo, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")  # a test extra (setup.cfg); third-party, so it may be absent
-    variant, backend = case
     overrides = {"msda_backend": backend} if backend else {}
     model = variant.model(**overrides).eval()
     x = variant.inputs(batch=1)["pixel_values"]
@@ -454,3 +470,22 @@ def test_onnx_export_runs_in_onnxruntime_like_eager(case, dynamo, tmp_path):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"pixel_values": x.numpy()})
     assert _close(torch.from_numpy(logits), expected, rel=1e-4)
+
+
+# one real full-size forward per family (small inputs; the architecture at full width and depth). SeMask's is in its
+# own file, CSAIL's full-size encoders run in the tester above (hrnetv2, resnet50 + UPerNet are fixed-width).
+FULL_SIZE = ["setr-hlg-small-ade20k", "regionproxy-r26-vit-s32-ade20k-512", "unept-res50-ade20k-480"]
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+@pytest.mark.parametrize("name", FULL_SIZE)
+def test_full_size_forward(name):
+    from hf_seg import zoo
+
+    torch.manual_seed(0)
+    model = zoo.build_model(name).eval()
+    with torch.no_grad():
+        out = model(pixel_values=torch.randn(1, 3, 96, 128), output_hidden_states=True)
+    assert out.logits.shape[:2] == (1, model.config.num_labels) and torch.isfinite(out.logits).all()
+    assert all(torch.isfinite(h).all() for h in out.hidden_states)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -386,13 +385,12 @@ def test_preset_parameter_count(entry):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_full_size_tiny_preset_forward():
     """One real full-size forward (SeMask-T, ADE20K) at a non-square size that needs window padding."""
     torch.manual_seed(0)
     model = zoo.build_model("semask-t-fpn-ade20k-512").eval()
-    start = time.perf_counter()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 200, 264))
     assert out.logits.shape == (1, 150, 50, 66) and torch.isfinite(out.logits).all()
     assert [tuple(m.shape[-2:]) for m in out.class_prior_maps] == [(50, 66), (25, 33), (13, 17), (7, 9)]
-    assert time.perf_counter() - start < 60

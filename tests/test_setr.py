@@ -341,6 +341,8 @@ def test_hlg_presets_build_at_full_size():
 def _hlg_original_name(key: str) -> str:
     """Our HLG key -> the segmentation code's: its conv-BN(-act) Sequentials are indexed, ours ConvNormAct."""
     key = re.sub(r"(spatial_smooth\.0)\.(\d)\.(conv|bn)\.", lambda m: f"{m[1]}.{3 * int(m[2]) + (m[3] == 'bn')}.", key)
+    key = key.replace("decode_head.fuse.conv.", "decode_head.conv_0.").replace("decode_head.fuse.bn.",
+                                                                               "decode_head.syncbn_fc_0.")
     return re.sub(r"(s0_conv\.\d|down_proj\.proj)\.(conv|bn)\.", lambda m: f"{m[1]}.{int(m[2] == 'bn')}.", key)
 
 

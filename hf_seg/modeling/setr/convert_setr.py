@@ -49,6 +49,25 @@ def _conv_norm_act(match, tensor):
     return {f"{prefix}.{index // 3}.{part}.{param}" if several else f"{prefix}.{part}.{param}": tensor}
 
 
+def _up_head_conv(config: SetrConfig, match, tensor):
+    head, kind, index, param = match["head"], match["kind"], int(match["index"]), match["param"]
+    if head == "decode_head":
+        spec, target = config.decode_head, "decode_head"
+    else:
+        i = int(head.rpartition(".")[2]) if "." in head else 0
+        if i >= len(config.auxiliary_heads):
+            raise ConfigError(f"{match.string}: the config has {len(config.auxiliary_heads)} auxiliary heads")
+        spec, target = config.auxiliary_heads[i], f"auxiliary_heads.{i}"
+    if spec["type"] == "hlg_up":
+        if index != 0:
+            raise ConfigError(f"{match.string}: HLGUPHead has conv_0 / syncbn_fc_0 only")
+        return {f"{target}.fuse.{'conv' if kind == 'conv' else 'bn'}.{param}": tensor}
+    layers = 1 if spec["num_conv"] == 2 else 4  # conv-BN-ReLU layers before the classifier
+    if kind == "syncbn_fc":
+        return {f"{target}.convs.{index}.bn.{param}": tensor}
+    return {f"{target}.convs.{index}.conv.{param}" if index < layers else f"{target}.classifier.{param}": tensor}
+
+
 class SetrConverter(OriginalConverter):
     family = "setr"
     model_class = SetrForSemanticSegmentation
@@ -232,6 +251,9 @@ class SetrConverter(OriginalConverter):
             Rule(rf"((?:backbone\.block\d|decode_head\.decode_transformer)\.\d+\.spatial_smooth\.0)\.([013467])"
                  rf"\.({_PARAM})", _conv_norm_act),
         ]
+        # VisionTransformerUpHead's conv_i + syncbn_fc_i pairs (its last conv_i classifies); HLGUPHead's conv_0 + BN
+        rules.append(Rule(r"(?P<head>decode_head|auxiliary_head(?:\.\d+)?)\.(?P<kind>conv|syncbn_fc)_(?P<index>\d)\."
+                          r"(?P<param>.+)", lambda m, t: _up_head_conv(config, m, t)))
         if config.backbone in ("vit", "hlg"):  # names kept as in the original
             rules.append(Rule(r"backbone\.(.+)", r"backbone.\1"))
         elif config.backbone == "vit_mla":

@@ -7,7 +7,8 @@ the segmentation code's module names kept (``s0_conv``, ``block{1..4}.{i}.{down_
 k, v, pos_local, local_attn, h0_norm, norm1, aux_q, pos_global, global_attn.proj, norm2}``, ``norm_out_{0,1,2}``,
 ``norm``; head ``conv_0``, ``syncbn_fc_0``, ``decode_transformer.{i}.{norm0, attn.{q, kv, norm, pos, proj}, norm1,
 norm2, mlp, spatial_smooth}``, ``conv_seg``) so that checkpoints trained with a fixed version of that code convert by
-name.
+name; only its conv-BN(-act) steps are :class:`hf_seg.layers.ConvNormAct` here (``conv``/``bn``), which the converter
+maps from the code's Sequential indices and from ``conv_0`` / ``syncbn_fc_0`` (the head's ``fuse``).
 
 Decisions where the original code is broken or ambiguous (numbered as in the report):
 
@@ -417,8 +418,7 @@ class HLGUPHead(nn.Module):
         super().__init__()
         channels = spec["channels"]
         self.fuse_level, self.align_corners = spec["fuse_level"], spec["align_corners"]
-        self.conv_0 = nn.Conv2d(sum(config.hlg_embed_dims), channels, 3, padding=1)
-        self.syncbn_fc_0 = nn.BatchNorm2d(channels)
+        self.fuse = ConvNormAct(sum(config.hlg_embed_dims), channels, 3, bias=True)  # the code's conv_0 + syncbn_fc_0
         self.decode_transformer = nn.ModuleList(
             HLGHeadLayer(channels, channels // 32, spec["sr_ratio"], dilated=i % 2 == 1,
                          window_size=config.hlg_window_size) for i in range(spec["depth"]))
@@ -429,7 +429,7 @@ class HLGUPHead(nn.Module):
     def forward(self, maps, grid, out_size) -> torch.Tensor:
         size = maps[self.fuse_level].shape[-2:]
         x = torch.cat([resize(m, size, self.align_corners) for m in maps], dim=1)
-        x = torch.relu(self.syncbn_fc_0(self.conv_0(x)))
+        x = self.fuse(x)
         for layer in self.decode_transformer:
             x = checkpointed(self, layer, x)
         x = self.conv_seg(self.dropout(x))

@@ -2,8 +2,9 @@
 
 The ViT blocks are timm's ``Block`` (pre-norm, qkv with bias, GELU MLP; the same math as SETR's own block) with
 attention through ``F.scaled_dot_product_attention``. Head modules keep the original attribute names
-(``conv_0``, ``syncbn_fc_0``, ``mla.mla_p2_1x1`` ...), so converting a checkpoint only drops the unused ``conv_seg``
-layers. Every spatial size a head resizes to is the *input* size; the original resizes to its fixed ``img_size``,
+(``mla.mla_p2_1x1``, ``mlahead.head2`` ...) except that conv-BN-ReLU steps are :class:`hf_seg.layers.ConvNormAct`
+(the converter maps ``conv_i`` / ``syncbn_fc_i`` and Sequential indices) and the unused ``conv_seg`` layers are
+dropped. Every spatial size a head resizes to is the *input* size; the original resizes to its fixed ``img_size``,
 which equals the input whenever the original can run (its patch embedding asserts input == ``img_size``).
 
 Memory layout: token maps are turned into NCHW views of NHWC memory (``reshape(B, h, w, C).permute(0, 3, 1, 2)``),
@@ -196,10 +197,14 @@ class SetrMLABackbone(nn.Module):
 class VisionTransformerUpHead(nn.Module):
     """SETR's ``VisionTransformerUpHead``: LayerNorm on the patch tokens (cls dropped), then one of
 
-    * Naive (2 convs, 1 upsampling): conv_0 (1x1, or 3x3 with ``conv3x3``) + BN + ReLU, conv_1 1x1, resize to input;
-    * PUP auxiliary (2 convs, 2 upsamplings): conv_0 + BN + ReLU, x4 bilinear, conv_1, resize to input;
-    * PUP (4 convs, 4 upsamplings): three (3x3 conv + BN + ReLU, x2 bilinear), 3x3 conv + BN + ReLU, conv_4 1x1,
-      x2 bilinear - 16x the token grid.
+    * Naive (2 convs, 1 upsampling): conv (1x1, or 3x3 with ``conv3x3``) + BN + ReLU, 1x1 classifier, resize to
+      input;
+    * PUP auxiliary (2 convs, 2 upsamplings): conv + BN + ReLU, x4 bilinear, classifier, resize to input;
+    * PUP (4 convs, 4 upsamplings): three (3x3 conv + BN + ReLU, x2 bilinear), 3x3 conv + BN + ReLU, 1x1
+      classifier, x2 bilinear - 16x the token grid.
+
+    The original's ``conv_i`` / ``syncbn_fc_i`` pairs are ``convs[i]`` (conv with bias), its last ``conv_i`` is
+    ``classifier``.
     """
 
     def __init__(self, config: SetrConfig, spec: dict):
@@ -212,17 +217,10 @@ class VisionTransformerUpHead(nn.Module):
         self.spec = spec
         self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
         if self.num_conv == 2:
-            self.conv_0 = nn.Conv2d(dim, mid, 3, padding=1) if spec["conv3x3"] else nn.Conv2d(dim, mid, 1)
-            self.conv_1 = nn.Conv2d(mid, config.num_labels, 1)
-            self.syncbn_fc_0 = nn.BatchNorm2d(mid)
+            self.convs = nn.ModuleList([ConvNormAct(dim, mid, 3 if spec["conv3x3"] else 1, bias=True)])
         else:
-            self.conv_0 = nn.Conv2d(dim, mid, 3, padding=1)
-            self.conv_1 = nn.Conv2d(mid, mid, 3, padding=1)
-            self.conv_2 = nn.Conv2d(mid, mid, 3, padding=1)
-            self.conv_3 = nn.Conv2d(mid, mid, 3, padding=1)
-            self.conv_4 = nn.Conv2d(mid, config.num_labels, 1)
-            for i in range(4):
-                self.add_module(f"syncbn_fc_{i}", nn.BatchNorm2d(mid))
+            self.convs = nn.ModuleList(ConvNormAct(dim if i == 0 else mid, mid, 3, bias=True) for i in range(4))
+        self.classifier = nn.Conv2d(mid, config.num_labels, 1)
 
     def _up(self, x: torch.Tensor, factor: int) -> torch.Tensor:
         return resize(x, (x.shape[-2] * factor, x.shape[-1] * factor), self.align_corners)
@@ -231,15 +229,13 @@ class VisionTransformerUpHead(nn.Module):
         x = tokens[self.in_index + 1][:, 1:]  # tokens[0] is the embedding; drop the cls token
         x = tokens_to_map(self.norm(x), grid)
         if self.num_conv == 2:
-            x = torch.relu(self.syncbn_fc_0(self.conv_0(x)))
+            x = self.convs[0](x)
             if self.num_upsample_layers == 2:
                 x = self._up(x, 4)
-            return resize(self.conv_1(x), head_size(self.spec, out_size), self.align_corners)
-        for i in range(3):
-            x = torch.relu(getattr(self, f"syncbn_fc_{i}")(getattr(self, f"conv_{i}")(x)))
-            x = self._up(x, 2)
-        x = torch.relu(self.syncbn_fc_3(self.conv_3(x)))
-        return self._up(self.conv_4(x), 2)
+            return resize(self.classifier(x), head_size(self.spec, out_size), self.align_corners)
+        for conv in self.convs[:3]:
+            x = self._up(conv(x), 2)
+        return self._up(self.classifier(self.convs[3](x)), 2)
 
 
 class MLAHead(nn.Module):

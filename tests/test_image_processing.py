@@ -176,17 +176,10 @@ def test_per_call_overrides(tmp_path):
         processor(image, bogus=1)
 
 
-def test_transformers_standard_arguments():
-    """``input_data_format`` settles where the channels are (a 3x3x3 image is ambiguous); ``do_convert_rgb=True``
-    is what the processor always does, False is refused."""
+def test_do_convert_rgb_is_accepted():
+    """transformers' ``do_convert_rgb``: True is what the processor always does (3-channel RGB), False is refused."""
     processor = HfSegImageProcessor(resize_mode="none", do_rescale=False, do_normalize=False)
-    image = np.arange(27, dtype=np.uint8).reshape(3, 3, 3)
-    first = processor(image, input_data_format="channels_first")["pixel_values"][0]
-    last = processor(image, input_data_format="channels_last")["pixel_values"][0]
-    assert torch.equal(first, torch.from_numpy(image).float())
-    assert torch.equal(last, torch.from_numpy(image).permute(2, 0, 1).float())
+    image = np.arange(2 * 5 * 3, dtype=np.uint8).reshape(2, 5, 3)
     assert torch.equal(processor(image, do_convert_rgb=True)["pixel_values"], processor(image)["pixel_values"])
     with pytest.raises(ValueError, match="do_convert_rgb"):
         processor(image, do_convert_rgb=False)
-    with pytest.raises(ValueError, match="input_data_format"):
-        processor(np.zeros((5, 5, 5), dtype=np.uint8), input_data_format="channels_last")

@@ -242,7 +242,7 @@ def _padded_crop_steps(config, steps: int = 2) -> list[tuple[float, float, float
     return history
 
 
-@pytest.mark.parametrize("size", ["tiny", "swin_t"])
+@pytest.mark.parametrize("size", ["tiny", pytest.param("swin_t", marks=pytest.mark.slow)])
 def test_training_on_a_zero_padded_crop_keeps_finite_gradients(size):
     """Zero padding makes all-zero patch tokens unless the patch projection has a bias; their LayerNorm backward is
     scaled by 1/sqrt(eps) at every norm, which overflowed SeMask-T's gradients to inf on padded crops. The original

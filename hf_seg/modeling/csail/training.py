@@ -72,7 +72,7 @@ ROWS = {
 
 
 def row_of(config) -> str | None:
-    key = (getattr(config, "encoder", None), getattr(config, "decoder", None))
+    key = (getattr(config, "arch_encoder", None), getattr(config, "arch_decoder", None))
     return f"csail-ade20k-{key[0]}-{key[1].replace('_', '-')}" if key in _ROWS else None
 
 

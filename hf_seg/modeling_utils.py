@@ -45,6 +45,29 @@ class HfSegPreTrainedModel(PreTrainedModel):
         # every loading path initialises exactly the same way, whether transformers treats the code as custom or not
         super()._initialize_weights(module, is_custom_code=False)
 
+    def post_init(self):
+        super().post_init()
+        self._apply_attn_implementation()
+
+    @classmethod
+    def _can_set_attn_implementation(cls) -> bool:
+        # transformers guesses from the module source (an ``*Attention(nn.Module)`` class without its attention
+        # interface means "no"); ours switch through ``fused_attn`` on every attention site
+        return cls._supports_sdpa
+
+    def set_attn_implementation(self, attn_implementation, *args, **kwargs):
+        super().set_attn_implementation(attn_implementation, *args, **kwargs)
+        self._apply_attn_implementation()
+
+    def _attention_sites(self) -> list[nn.Module]:
+        return [m for m in self.modules() if hasattr(m, "fused_attn")]
+
+    def _apply_attn_implementation(self) -> None:
+        """``attn_implementation="eager"`` computes attention probabilities explicitly, anything else runs SDPA."""
+        fused = getattr(self.config, "_attn_implementation", None) != "eager"
+        for module in self._attention_sites():
+            module.fused_attn = fused
+
     def _output_flags(self, output_hidden_states, output_attentions, return_dict) -> tuple[bool, bool, bool]:
         config = self.config
         hidden = config.output_hidden_states if output_hidden_states is None else output_hidden_states
@@ -54,21 +77,20 @@ class HfSegPreTrainedModel(PreTrainedModel):
 
     @contextmanager
     def attention_recorder(self, record: bool):
-        """Within the block, attention runs as the config's ``attn_implementation`` says and, with ``record``, the
-        yielded list collects every attention probability tensor in execution order.
+        """With ``record``, the yielded list collects every attention probability tensor of the block, in execution
+        order (the sites compute them explicitly for the block's duration); without, nothing changes.
 
         Attention sites are modules with timm's ``fused_attn`` switch (timm's ``Attention`` / ``WindowAttention``,
         :class:`hf_seg.layers.Attend`), whose probabilities pass through their ``attn_drop`` when the switch is off,
         and :class:`hf_seg.layers.AttentionProbs` markers (e.g. deformable attention's sampling weights).
         """
-        eager = getattr(self.config, "_attn_implementation", None) == "eager"
-        if not (record or eager):
+        if not record:
             yield None
             return
-        sites = [m for m in self.modules() if hasattr(m, "fused_attn")]
+        sites = self._attention_sites()
         taps = [m.attn_drop for m in sites if isinstance(getattr(m, "attn_drop", None), nn.Module)]
         taps += [m for m in self.modules() if isinstance(m, AttentionProbs)]
-        if record and not taps:
+        if not taps:
             raise ValueError(f"{type(self).__name__} has no attention layers, so output_attentions=True has no "
                              "attention maps to return")
         switched = [(m, m.fused_attn) for m in sites]
@@ -77,8 +99,7 @@ class HfSegPreTrainedModel(PreTrainedModel):
         try:
             for module, _ in switched:
                 module.fused_attn = False
-            if record:
-                handles = [tap.register_forward_hook(lambda _m, inputs, _out: probs.append(inputs[0])) for tap in taps]
+            handles = [tap.register_forward_hook(lambda _m, inputs, _out: probs.append(inputs[0])) for tap in taps]
             yield probs
         finally:
             for handle in handles:

@@ -115,7 +115,11 @@ def test_eager_attention_matches_sdpa(variant, tmp_path):
     x = variant.inputs()["pixel_values"]
     with torch.no_grad():
         assert _close(eager(x).logits, sdpa(x).logits, rel=1e-4)
-    assert all(getattr(m, "fused_attn", True) for m in sdpa.modules())  # the eager switch is scoped to one call
+    assert all(getattr(m, "fused_attn", True) for m in sdpa.modules())
+    assert not any(getattr(m, "fused_attn", False) for m in eager.modules())
+    sdpa.set_attn_implementation("eager")  # switching later works too
+    with torch.no_grad():
+        assert torch.equal(sdpa(x).logits, eager(x).logits)
 
 
 # ------------------------------------------------------------------------------------------- save / load
@@ -463,7 +467,7 @@ def test_onnx_export_runs_in_onnxruntime_like_eager(variant, backend, dynamo, tm
     with torch.no_grad():
         expected = model(pixel_values=x).logits
     path = tmp_path / "model.onnx"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.no_grad():  # an inference graph
         warnings.simplefilter("ignore")
         torch.onnx.export(_logits_only(model), (x,), str(path), dynamo=dynamo, input_names=["pixel_values"],
                           output_names=["logits"])

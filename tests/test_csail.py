@@ -21,7 +21,7 @@ from hf_seg.modeling.csail.configuration_csail import DECODERS
 from hf_seg.zoo import build_config, list_models
 
 # every released pair (README table) plus pairs the code supports beyond it
-RELEASED = [(e.config["encoder"], e.config["decoder"]) for e in list_models("csail")]
+RELEASED = [(e.config["arch_encoder"], e.config["arch_decoder"]) for e in list_models("csail")]
 EXTRA = [("resnet50dilated", "ppm"), ("resnet18dilated", "c1"), ("resnet50", "upernet_lite"), ("resnet18", "c1")]
 FC_DIM = {"mobilenetv2dilated": 320, "resnet18dilated": 512, "resnet18dilated16": 512, "resnet18": 512, "hrnetv2": 720}
 

@@ -161,7 +161,9 @@ def check_csail(report: dict, facts: dict) -> None:
     assert aug["flip_prob"] == (0.5 if facts["DATASET.random_flip"] else 0.0)
     assert aug["crop_size"] is None and aug["photometric"] is None and aug["size_rounding"] == "floor"
     assert report["num_labels"] == facts["DATASET.num_class"]
-    assert report["loss_weights"].get("deep_supervision", facts["TRAIN.deep_sup_scale"]) == facts["TRAIN.deep_sup_scale"]
+    # train.py passes deep_sup_scale to the SegmentationModule only for arch_decoder *deepsup
+    deep_sup = facts["TRAIN.deep_sup_scale"] if report["row"].endswith("-deepsup") else None
+    assert report["loss_weights"].get("deep_supervision") == deep_sup
     bn = report["batch_norm"]
     assert bn["momentum"] == facts["batch_norm.momentum"] and bn["bias_corrected_running_average"] is True
     groups = {(g["lr"], g["weight_decay"]): set(g["rules"]) for g in report["param_groups"]}
@@ -441,7 +443,7 @@ def test_csail_checkpoint_made_by_the_original_code_converts_to_its_rows_recipe(
     if not csail_reference.available():
         pytest.skip("mit-semseg (the original CSAIL code) is not installed")
     config = zoo.build_config(row)
-    ref = csail_reference.Reference(config.encoder, config.decoder, fc_dim=config.fc_dim, num_class=150, seed=0,
+    ref = csail_reference.Reference(config.arch_encoder, config.arch_decoder, fc_dim=config.fc_dim, num_class=150, seed=0,
                                     input_hw=(64, 64))
     try:
         # the helper's config states padding_constant 8; the row's config file says what the original used

@@ -83,7 +83,7 @@ def recipe_for(config, dataset: str, entry=None) -> str:
 
 def loss_weights(config) -> dict:
     weights = {"decoder": 1.0}
-    if str(getattr(config, "decoder", "")).endswith("deepsup"):
+    if str(getattr(config, "arch_decoder", "")).endswith("deepsup"):
         weights["deep_supervision"] = float(config.deep_sup_scale)
     return weights
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import pytest
 import torch
 
 from hf_seg.families import family_module
@@ -12,7 +13,7 @@ from hf_seg.modeling.setr.configuration_setr import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: pytest groups module-scoped parameters by value
 class Variant:
     name: str
     family: str
@@ -23,6 +24,9 @@ class Variant:
     # the other CSAIL encoder x decoder pairs (full-width, fixed architectures): only the checks that run their own
     # code paths (forward contract, gradient checkpointing); their module types are covered by the light variants
     heavy: bool = False
+    # only under ``-m slow``: a heavy pair whose encoder code (and its checkpointing) another variant already runs and
+    # whose decoder's forward and loss the live CSAIL parity tests (test_csail.py) compare with the original
+    slow: bool = False
 
     def config(self, **overrides):
         return family_module(self.family).tiny_config(**{**self.overrides, **overrides})
@@ -68,13 +72,13 @@ VARIANTS = [
     Variant("semask", "semask", num_hidden_states=4),
     Variant("csail-mobilenetv2dilated-c1_deepsup", "csail", num_hidden_states=6, has_attention=False),
     Variant("csail-mobilenetv2dilated-ppm_deepsup", "csail", dict(arch_decoder="ppm_deepsup"), num_hidden_states=6,
-            has_attention=False, heavy=True),
+            has_attention=False, heavy=True, slow=True),
     Variant("csail-resnet18dilated-ppm", "csail", dict(arch_encoder="resnet18dilated", arch_decoder="ppm"),
-            num_hidden_states=5, has_attention=False, heavy=True),
+            num_hidden_states=5, has_attention=False, heavy=True, slow=True),
     Variant("csail-resnet18-c1", "csail", dict(arch_encoder="resnet18", arch_decoder="c1"), size=(64, 64),
             num_hidden_states=5, has_attention=False, heavy=True),
     Variant("csail-resnet50-upernet_lite", "csail", dict(arch_encoder="resnet50", arch_decoder="upernet_lite"),
-            size=(64, 64), num_hidden_states=5, has_attention=False, heavy=True),
+            size=(64, 64), num_hidden_states=5, has_attention=False, heavy=True, slow=True),
     Variant("csail-hrnetv2-c1", "csail", dict(arch_encoder="hrnetv2", arch_decoder="c1"), num_hidden_states=2,
             has_attention=False, heavy=True),
 ]
@@ -86,3 +90,8 @@ PER_FAMILY = [next(v for v in VARIANTS if v.family == family)
 
 def ids(variants) -> list[str]:
     return [v.name for v in variants]
+
+
+def params(variants) -> list:
+    """``pytest.param`` per variant, named after it; the ``slow`` ones marked so (CI deselects them)."""
+    return [pytest.param(v, id=v.name, marks=[pytest.mark.slow] if v.slow else []) for v in variants]

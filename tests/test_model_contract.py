@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 import hf_seg  # noqa: F401  (registers the Auto classes)
-from model_variants import LIGHT, PER_FAMILY, VARIANTS, ids
+from model_variants import LIGHT, PER_FAMILY, VARIANTS, ids, params
 from hf_seg.families import family_module
 from transformers import AutoConfig, AutoModelForSemanticSegmentation
 from transformers import initialization as hf_init
@@ -40,7 +40,7 @@ def _forward(model, variant, batch=2, seed=0, labels=False, **kwargs):
 
 
 # ------------------------------------------------------------------------------------------------ outputs
-@pytest.mark.parametrize("variant", VARIANTS, ids=ids(VARIANTS))
+@pytest.mark.parametrize("variant", params(VARIANTS))
 def test_output_contract(variant):
     """logits shape; loss; hidden states (count, batch); attentions or a clear refusal; the tuple form's order."""
     model = variant.model().eval()
@@ -303,7 +303,7 @@ def test_new_classifier_for_other_classes_is_initialised(variant, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ training
-@pytest.mark.parametrize("variant", VARIANTS, ids=ids(VARIANTS))
+@pytest.mark.parametrize("variant", params(VARIANTS))
 def test_gradient_checkpointing_recomputes_and_changes_nothing(variant):
     plain = variant.model().train()
     checkpointed = copy.deepcopy(plain)

@@ -56,6 +56,10 @@ def test_output_contract(variant):
     assert plain.loss is None and plain.hidden_states is None and plain.attentions is None
     assert isinstance(out.hidden_states, tuple) and len(out.hidden_states) == variant.num_hidden_states
     assert all(h.shape[0] == 2 for h in out.hidden_states)
+    # token sequences [B, N, C] (ViT families) or maps [B, C, H, W] no larger than the input (hierarchical / CNN)
+    assert all(h.dim() == 3 or (h.dim() == 4 and h.shape[-2] <= variant.size[0] and h.shape[-1] <= variant.size[1])
+               for h in out.hidden_states), [tuple(h.shape) for h in out.hidden_states]
+    assert type(model)._supports_sdpa is variant.has_attention  # declared honestly: SDPA only where there is attention
     if variant.has_attention:
         assert out.attentions and all(torch.isfinite(a).all() for a in out.attentions)
         assert all(_close(a.sum(-1) if a.dim() == 4 else a.sum((-1, -2)), torch.ones(())) for a in out.attentions)

@@ -127,6 +127,28 @@ def test_skip_nonfinite_steps_skips_the_update_and_restores_batchnorm_statistics
     assert finite(out / "model.safetensors")
 
 
+@pytest.mark.slow
+@pytest.mark.ci
+def test_semask_t_finetune_on_a_zero_padded_crop_has_finite_loss_and_gradients(tmp_path, capsys):
+    """Before (bbae1ec): the released SeMask-T size finetuned on CamVid images zero-padded to the crop logged
+    ``grad_norm`` 1.7e13 here (inf at a 256 crop, NaN weights saved at 512) and exited 0 (now: 1.8). The
+    README's command, two steps, images small enough that most of every crop is padding."""
+    out = tmp_path / "run"
+    rc = finetune_main(["--model", "semask-t-fpn-ade20k-512", "--dataset", str(CAMVID), "--output-dir", str(out),
+                        "--train-scale", "40", "32", "--crop-size", "128", "--no-augmentation",
+                        "--per-device-train-batch-size", "2", "--gradient-accumulation-steps", "1",
+                        "--recipe", "finetune", "--max-steps", "2", "--logging-steps", "1", "--save-strategy", "no",
+                        "--eval-split", "none", "--report-to", "none", "--disable-tqdm", "true",
+                        "--dataloader-num-workers", "0", "--seed", "0"])
+    assert rc == 0, capsys.readouterr().err  # a non-finite loss or gradient would have stopped it (exit 1)
+    logged = [h for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    assert len(logged) == 2
+    for entry in logged:
+        assert np.isfinite(entry["loss"]) and np.isfinite(entry["grad_norm"]), logged
+        assert entry["grad_norm"] < 1e3, logged  # padding adds ignored pixels; it must not blow gradients up
+    assert finite(out / "model.safetensors")
+
+
 # ------------------------------------------------------------------------------------------------ checkpoints
 def test_checkpoint_cut_short_is_never_resumed(model_dir, tmp_path, monkeypatch, capsys):
     """Before: a kill while checkpoint-4 was written left a half checkpoint-4, and ``--resume-from-checkpoint last``

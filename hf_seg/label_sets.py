@@ -1,4 +1,6 @@
-"""Class names, palettes and label conventions of the datasets the seeds report on (facts, no images)."""
+"""The one table of the datasets the seeds report on (``label_sets.json``, facts, no images): class names, palettes,
+label conventions, the other names a dataset goes by (hub names, folder names, mmseg dataset types) and what a model
+card says about it. :func:`canonical_dataset` is the one place a dataset name is recognised."""
 
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ class LabelSet:
     palette: tuple[tuple[int, int, int], ...]
     reduce_labels: bool
     label_map: dict[int, int] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()  # other names of the dataset: hub ids, folder names, mmseg dataset types
+    card: dict = field(default_factory=dict)  # model cards: display name, hub dataset type, evaluated split, hub id
+    same_images_as: str | None = None  # another label set that reads the same annotation files differently
 
     @property
     def num_labels(self) -> int:
@@ -50,7 +55,40 @@ def get_label_set(name: str) -> LabelSet:
         palette=tuple(tuple(c) for c in palette),
         reduce_labels=entry["reduce_labels"],
         label_map={int(k): int(v) for k, v in entry.get("label_map", {}).items()},
+        aliases=tuple(entry.get("aliases", ())),
+        card=dict(entry.get("card", {})),
+        same_images_as=entry.get("same_images_as"),
     )
+
+
+def _key(name: str) -> str:
+    return "".join(c for c in str(name).lower() if c not in "-_ ")
+
+
+@lru_cache(maxsize=None)
+def _names() -> dict[str, str]:
+    """normalised name or alias -> label set"""
+    return {_key(alias): name for name in _table() for alias in (name, *_table()[name].get("aliases", ()))}
+
+
+def canonical_dataset(name: str) -> str | None:
+    """The label set a dataset name means (case, ``-``, ``_`` and spaces ignored): its own name or an alias."""
+    return _names().get(_key(name))
+
+
+def datasets_named_in(text: str) -> list[str]:
+    """Label sets whose name or alias occurs inside ``text`` (e.g. a hub id or an mmseg ``dataset_type``), the
+    longest match first; aliases shorter than 5 characters only count as whole names (:func:`canonical_dataset`)."""
+    text = _key(text)
+    found = sorted(((len(k), n) for k, n in _names().items() if len(k) >= 5 and k in text), reverse=True)
+    return list(dict.fromkeys(n for _, n in found))
+
+
+def same_images(name: str) -> set[str]:
+    """``name`` and the label sets that read the same annotation files with another class convention."""
+    table = _table()
+    linked = {n for n in table if table[n].get("same_images_as") == name}
+    return {name, *linked, *([table[name]["same_images_as"]] if table.get(name, {}).get("same_images_as") else [])}
 
 
 def default_palette(n: int) -> list[tuple[int, int, int]]:
@@ -64,9 +102,8 @@ def default_palette(n: int) -> list[tuple[int, int, int]]:
 
 def label_set_for(num_labels: int, hint: str = "") -> LabelSet | None:
     """The dataset a converted model was trained on, from its class count and, if ambiguous, a dataset-type hint."""
-    normalized_hint = hint.lower().replace("_", "").replace("-", "")
     candidates = [n for n in available_label_sets() if len(_table()[n]["names"]) == num_labels]
-    named = [n for n in candidates if n.replace("_", "") in normalized_hint]
+    named = [n for n in datasets_named_in(hint) if n in candidates]
     if named:
         return get_label_set(named[0])
     return get_label_set(candidates[0]) if len(candidates) == 1 else None

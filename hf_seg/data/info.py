@@ -11,12 +11,9 @@ from typing import Any
 import numpy as np
 
 from ..image_processing import convert_labels
-from ..label_sets import available_label_sets, default_palette, get_label_set
+from ..label_sets import available_label_sets, canonical_dataset, default_palette, get_label_set, same_images
 
 __all__ = ["DatasetInfo", "dataset_info", "coco_stuff_raw_label_map", "convert_labels", "info_for_num_labels"]
-
-# label sets that describe the same annotation files with another class convention
-_VARIANTS = {"pascal_context": ("pascal_context_60",), "pascal_context_60": ("pascal_context",)}
 
 
 @dataclass
@@ -74,27 +71,10 @@ def coco_stuff_raw_label_map() -> dict[int, int]:
     return dict(_coco_raw_map())
 
 
-_ALIASES = {
-    "ade": "ade20k", "ade20k": "ade20k", "adechallengedata2016": "ade20k", "sceneparse150": "ade20k",
-    "scene_parse_150": "ade20k", "cityscapes": "cityscapes", "camvid": "camvid", "pascalcontext": "pascal_context",
-    "pascal_context": "pascal_context", "pascalcontext59": "pascal_context", "pascal_context_59": "pascal_context",
-    "pascalcontext60": "pascal_context_60", "pascal_context_60": "pascal_context_60", "cocostuff": "coco_stuff",
-    "coco_stuff": "coco_stuff", "cocostuff164k": "coco_stuff", "cocostuff10k": "coco_stuff",
-}
-
-
-def _canonical_name(name: str) -> str | None:
-    key = name.lower().replace("-", "").replace(" ", "")
-    if key in _ALIASES:
-        return _ALIASES[key]
-    key = key.replace("_", "")
-    return _ALIASES.get(key)
-
-
 def dataset_info(name: str, **overrides) -> DatasetInfo:
     """Facts of a known dataset (``ade20k``, ``cityscapes``, ``camvid``, ``pascal_context``, ``coco_stuff`` and
     aliases such as ``scene_parse_150``); ``overrides`` replace fields."""
-    canonical = _canonical_name(name)
+    canonical = canonical_dataset(name)
     if canonical is None or canonical not in available_label_sets():
         raise KeyError(f"unknown dataset {name!r}; known: {available_label_sets()}")
     labels = get_label_set(canonical)
@@ -124,7 +104,7 @@ def info_for_num_labels(info: DatasetInfo, num_labels: int) -> DatasetInfo | Non
     with background ignored, or 60 with background as class 0), or ``None``."""
     if info.num_labels == num_labels:
         return info
-    for name in _VARIANTS.get(info.name, ()):
+    for name in sorted(same_images(info.name) - {info.name}):
         if name in available_label_sets():
             other = dataset_info(name)
             if other.num_labels == num_labels:

@@ -9,7 +9,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .info import DatasetInfo, _canonical_name, custom_info, dataset_info
+from ..label_sets import canonical_dataset, datasets_named_in
+from .info import DatasetInfo, custom_info, dataset_info
 from .layouts import DatasetLayoutError, canonical_split, detect_layout, find_pairs
 
 __all__ = ["SegmentationData", "load_segmentation_dataset", "pairs_to_dataset", "detect_columns"]
@@ -82,16 +83,8 @@ def detect_columns(features) -> tuple[str, str]:
 
 def _hub_info(name: str, id2label=None) -> DatasetInfo:
     """Facts of a hub dataset: a known dataset by name, else an ``id2label.json`` next to it, else custom."""
-    canonical = _canonical_name(Path(name).name) or _canonical_name(name.split("/")[-1])
-    if canonical is None:
-        lowered = name.lower()
-        for key, value in (("scene_parse", "ade20k"), ("ade20k", "ade20k"), ("cityscapes", "cityscapes"),
-                           ("camvid", "camvid"), ("pascal_context", "pascal_context"),
-                           ("pascal-context", "pascal_context"), ("coco_stuff", "coco_stuff"),
-                           ("coco-stuff", "coco_stuff"), ("cocostuff", "coco_stuff")):
-            if key in lowered:
-                canonical = value
-                break
+    canonical = canonical_dataset(Path(name).name) or canonical_dataset(name.split("/")[-1]) or next(
+        iter(datasets_named_in(name)), None)
     if id2label is None and os.path.isdir(name) and (Path(name) / "id2label.json").is_file():
         id2label = json.loads((Path(name) / "id2label.json").read_text())
     if id2label is not None:

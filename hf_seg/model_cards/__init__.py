@@ -19,7 +19,7 @@ from .card import (NOT_MEASURED, REPRODUCTION_CONFIG, REPRODUCTION_SOURCE, build
                    evaluate_command, family_table, fmt, multi_scale_args, multi_scale_label, results_table,
                    test_protocol)
 from .evaluations import MeasuredResult, parse_eval_json, read_eval_files
-from .facts import DATASETS, Citation, DatasetFacts, FamilyFacts, dataset_facts, family_facts
+from .facts import Citation, DatasetFacts, FamilyFacts, dataset_facts, family_facts
 from .index import INDEX_FILE, ZOO_COLUMNS, zoo_index_markdown, zoo_table_rows, zoo_table_text
 from .sync import (CARD_FILE, EVAL_GLOB, PARITY_FILE, GenerateResult, attach_eval_json, attachments, card_dir,
                    generate_cards)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..label_sets import canonical_dataset, datasets_named_in, same_images
 from ..zoo import ZooEntry
-from .facts import dataset_facts
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,8 @@ def parse_eval_json(data: Any, source: str = "", entry: ZooEntry | None = None) 
                              "paper tables (single-scale, or multi-scale + flip)")
         dataset = look.get("dataset")
         if entry is not None and isinstance(dataset, str) and dataset and dataset != "custom":
-            norm = lambda s: s.lower().replace("-", "").replace("_", "").replace(" ", "")  # noqa: E731
-            if norm(entry.dataset) not in norm(dataset) and norm(dataset) not in norm(entry.dataset) and \
-                    norm(dataset_facts(entry.dataset).hub_type) != norm(dataset):
+            named = canonical_dataset(dataset) or next(iter(datasets_named_in(dataset)), None)
+            if named not in same_images(entry.dataset):
                 raise ValueError(f"{source or 'evaluation JSON'}: evaluated on {dataset!r}, but {entry.name} is a "
                                  f"{entry.dataset} model")
         parts = [str(look["test_mode"])] if look.get("test_mode") else []

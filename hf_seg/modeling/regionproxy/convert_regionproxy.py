@@ -8,17 +8,13 @@ from typing import Any
 import torch
 
 from ...conversion import ConfigError, ConversionError, OriginalConverter, Rule
-from ...label_sets import get_label_set, label_set_for
+from ...label_sets import canonical_dataset, get_label_set, label_set_for
 from .configuration_regionproxy import HYBRID_CHANNELS, HYBRID_EMBED_LAYERS, RegionProxyConfig
 from .modeling_regionproxy import RegionProxyForSemanticSegmentation
 
 _STEM_PREFIX = "backbone.patch_embed.backbone."
 _ACTIVATIONS = {"ReLU": "relu", "ReLU6": "relu6", "GELU": "gelu", "SiLU": "silu", "Swish": "silu",
                 "LeakyReLU": "leaky_relu"}
-_DATASET_LABEL_SETS = {"ADE20KDataset": "ade20k", "CityscapesDataset": "cityscapes",
-                       "PascalContextDataset59": "pascal_context", "COCOStuffDataset": "coco_stuff"}
-
-
 def _pair(value) -> list[int]:
     return [int(value), int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
 
@@ -76,7 +72,7 @@ class RegionProxyConverter(OriginalConverter):
         if test_mode == "slide":
             test.update(test_crop_size=_pair(test_cfg["crop_size"]), test_stride=_pair(test_cfg["stride"]))
         dataset_type = str(original.get("dataset_type", ""))
-        label_set = label_set_for(num_labels, hint=_DATASET_LABEL_SETS.get(dataset_type, dataset_type))
+        label_set = label_set_for(num_labels, hint=dataset_type)
         extra = {"id2label": label_set.id2label} if label_set else {}
         out_indices = backbone.get("out_indices", 11)
         if isinstance(out_indices, int) and out_indices == -1:  # mmseg: an int -1 means the last layer
@@ -193,7 +189,7 @@ class RegionProxyConverter(OriginalConverter):
             geometry = dict(resize_mode="keep_ratio", scale=[max(w, h), min(w, h)])
         else:
             geometry = dict(resize_mode="fixed", size={"height": h, "width": w})
-        dataset = _DATASET_LABEL_SETS.get(str(original.get("dataset_type", "")))
+        dataset = canonical_dataset(str(original.get("dataset_type", "")))
         reduce_labels = (original.get("data", {}).get("test", {}) or {}).get("reduce_zero_label")
         if reduce_labels is None:
             reduce_labels = get_label_set(dataset).reduce_labels if dataset else False

@@ -5,7 +5,7 @@ model's image processor (its test-time resize), run with the model's test mode (
 ``config.test_mode``/``test_crop_size``/``test_stride``), optionally with multi-scale + flip TTA, the scores are
 resized (bilinear) to the **original** image size and argmaxed, and compared with the original annotation turned
 into training ids (the dataset's ``label_map`` and ``reduce_labels``). Mean IoU is accumulated in a confusion matrix
-(:class:`hf_seg.metrics.MeanIoU`): the numbers are ``evaluate``'s mean_iou.
+(:class:`hf_seg.metrics.ConfusionMatrix`): the numbers are ``evaluate``'s mean_iou.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .data.inference_data import (
 from .distributed import Processes, command_argv, default_num_workers, init_processes
 from .evaluation_args import DTYPE_NAMES, build_parser
 from .inference import TestProtocol, num_windows
-from .metrics import MeanIoU
+from .metrics import ConfusionMatrix
 from .predict import PredictionWriter, label_id_table, prediction_paths, relative_names
 
 __all__ = ["EvaluationError", "EvaluationResult", "build_parser", "evaluate_segmentation", "load_model_and_processor",
@@ -201,7 +201,7 @@ def evaluate_segmentation(
     if save_predictions is not None:
         writer = PredictionWriter(prediction_paths(save_predictions, relative_names(names, count)),
                                   id_table=label_id_table(info, prediction_ids))
-    metric = MeanIoU(info.num_labels, ignore_index=info.ignore_index)
+    metric = ConfusionMatrix(info.num_labels, ignore_index=info.ignore_index)
     my_images = sum(len(b) for b in mine)
     bar = None
     if progress and processes.is_main:

@@ -17,6 +17,8 @@ from torch.nn import functional as F
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
 from .image_io import ImageReadError, decode_label_map, image_to_array, intensity_divisor, open_image
+from .label_sets import convert_labels
+from .sizes import target_size
 
 RESIZE_MODES = ("fixed", "keep_ratio", "short_side", "none")
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -177,17 +179,10 @@ class HfSegImageProcessor(BaseImageProcessor):
         if self.resize_mode == "fixed":
             return self.size["height"], self.size["width"]
         if self.resize_mode == "keep_ratio":
-            long_side, short_side = max(self.scale), min(self.scale)
-            factor = min(long_side / max(height, width), short_side / min(height, width))
-            return int(height * factor + 0.5), int(width * factor + 0.5)
-        if self.resize_mode == "short_side":
-            factor = self.short_side / min(height, width)
-            if self.max_size is not None:
-                factor = min(factor, self.max_size / max(height, width))
-            h, w = int(height * factor), int(width * factor)
-            if self.size_divisor:
-                h, w = _round_up(h, self.size_divisor), _round_up(w, self.size_divisor)
-            return h, w
+            return target_size(height, width, scale=self.scale)
+        if self.resize_mode == "short_side":  # the original truncates, then rounds up to the divisor
+            return target_size(height, width, short_side=self.short_side, max_size=self.max_size,
+                               size_divisor=self.size_divisor, round_down=True)
         return height, width
 
     def post_process_semantic_segmentation(self, outputs, target_sizes=None, valid_sizes=None, input_size=None):
@@ -293,32 +288,6 @@ class HfSegImageProcessor(BaseImageProcessor):
             std = torch.tensor(self.image_std, dtype=image.dtype)[:, None, None]
             image = (image - mean) / std
         return image.contiguous()
-
-
-def convert_labels(annotation, label_map=None, reduce_labels: bool = False, ignore_index: int = 255) -> np.ndarray:
-    """Stored annotation values -> int64 training ids: ``label_map`` (all entries at once), then label reduction.
-
-    The one implementation of the label contract: the processor, the datasets and the evaluation all call it.
-    """
-    labels = np.array(annotation, dtype=np.int64, copy=True)
-    if labels.ndim == 3 and labels.shape[-1] == 1:
-        labels = labels[..., 0]
-    if label_map and labels.size:
-        keys = np.fromiter((int(k) for k in label_map), dtype=np.int64, count=len(label_map))
-        values = np.fromiter((int(v) for v in label_map.values()), dtype=np.int64, count=len(label_map))
-        low, high = int(min(labels.min(), keys.min())), int(max(labels.max(), keys.max()))
-        if high - low < (1 << 20):  # a lookup table: one pass whatever the number of entries
-            table = np.arange(low, high + 1, dtype=np.int64)
-            table[keys - low] = values
-            labels = table[labels - low]
-        else:
-            source = labels.copy()
-            for key, value in zip(keys, values):
-                labels[source == key] = value
-    if reduce_labels:
-        ignore = (labels == 0) | (labels == ignore_index)
-        labels = np.where(ignore, ignore_index, labels - 1)
-    return labels
 
 
 def _as_list(inputs) -> list:

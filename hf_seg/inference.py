@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from .sizes import int_pair
+
 __all__ = [
     "DEFAULT_TTA_SCALES",
     "TestProtocol",
@@ -51,19 +53,6 @@ DEFAULT_SCORE_BYTES = 256 << 20
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _pair(value, name: str) -> tuple[int, int]:
-    if value is None:
-        raise ValueError(f"{name} is required")
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, dict):
-        return int(value["height"]), int(value["width"])
-    value = tuple(int(v) for v in value)
-    if len(value) != 2:
-        raise ValueError(f"{name} must be an int or (height, width), got {value}")
-    return value
-
-
 def as_model_fn(model) -> Callable[[torch.Tensor], torch.Tensor]:
     """Wrap a model (HF ``*ForSemanticSegmentation``, plain module or callable) as ``pixel_values -> logits``."""
     if getattr(model, "_hf_seg_model_fn", False):
@@ -99,7 +88,7 @@ def _accepts_pixel_values(model) -> bool:
 
 def resize_logits(logits: torch.Tensor, size, align_corners: bool = False) -> torch.Tensor:
     """Bilinear resize of [B, C, h, w] scores to ``size`` (no-op when already there)."""
-    size = _pair(size, "size")
+    size = int_pair(size, "size")
     if tuple(logits.shape[-2:]) == size:
         return logits
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=align_corners)
@@ -107,8 +96,8 @@ def resize_logits(logits: torch.Tensor, size, align_corners: bool = False) -> to
 
 def slide_windows(height: int, width: int, crop_size, stride) -> list[tuple[int, int, int, int]]:
     """mmseg's window grid: ``(y1, y2, x1, x2)`` per window, row-major, last windows aligned to the border."""
-    h_crop, w_crop = _pair(crop_size, "crop_size")
-    h_stride, w_stride = _pair(stride, "stride")
+    h_crop, w_crop = int_pair(crop_size, "crop_size")
+    h_stride, w_stride = int_pair(stride, "stride")
     if min(h_crop, w_crop, h_stride, w_stride) <= 0:
         raise ValueError("crop_size and stride must be positive")
     h_grids = max(height - h_crop + h_stride - 1, 0) // h_stride + 1
@@ -162,7 +151,7 @@ def slide_inference(
         float32 [B, C, H, W] averaged logits.
     """
     model_fn = _ensure_fn(model_fn)
-    h_crop, w_crop = _pair(crop_size, "crop_size")
+    h_crop, w_crop = int_pair(crop_size, "crop_size")
     batch, _, height, width = pixel_values.shape
     windows = slide_windows(height, width, (h_crop, w_crop), stride)
     if batch_size is None:
@@ -198,7 +187,7 @@ def slide_inference_reference(model_fn, pixel_values, crop_size, stride, num_lab
     """Crop-by-crop sliding window written like mmseg's loop (``preds += F.pad(crop_logits, ...)``, a full-size
     count matrix). Kept as the oracle for tests and the baseline for ``scripts/benchmark.py``."""
     model_fn = _ensure_fn(model_fn)
-    h_crop, w_crop = _pair(crop_size, "crop_size")
+    h_crop, w_crop = int_pair(crop_size, "crop_size")
     batch, _, height, width = pixel_values.shape
     preds = pixel_values.new_zeros((batch, num_labels, height, width), dtype=torch.float32)
     count_mat = pixel_values.new_zeros((batch, 1, height, width), dtype=torch.float32)
@@ -281,7 +270,7 @@ def aug_inference(
         if not views:
             raise ValueError("no views given")
         height, width = views[0].shape[-2:]
-    out_size = _pair(output_size, "output_size") if output_size is not None else (height, width)
+    out_size = int_pair(output_size, "output_size") if output_size is not None else (height, width)
     if flip_direction not in ("horizontal", "vertical"):
         raise ValueError(f"flip_direction must be 'horizontal' or 'vertical', got {flip_direction!r}")
     dim = 3 if flip_direction == "horizontal" else 2
@@ -365,9 +354,9 @@ def predict(
     valid_sizes = None
     if valid_size is not None:
         valid_sizes = list(valid_size) if views is not None else [valid_size]
-        valid_sizes = [_pair(v, "valid_size") if v is not None else None for v in valid_sizes]
+        valid_sizes = [int_pair(v, "valid_size") if v is not None else None for v in valid_sizes]
     default_size = valid_sizes[0] if valid_sizes and valid_sizes[0] else tuple(first.shape[-2:])
-    out_size = _pair(output_size, "output_size") if output_size is not None else tuple(default_size)
+    out_size = int_pair(output_size, "output_size") if output_size is not None else tuple(default_size)
     model_fn = as_model_fn(model)
     tta = views is not None or flip or (scales is not None and tuple(scales) != (1.0,))
     if tta and views is None and valid_sizes and valid_sizes[0] is not None:
@@ -392,8 +381,8 @@ def predict(
 
 def num_windows(height: int, width: int, crop_size, stride) -> int:
     """How many windows :func:`slide_inference` runs on an image of this size."""
-    h_crop, w_crop = _pair(crop_size, "crop_size")
-    h_stride, w_stride = _pair(stride, "stride")
+    h_crop, w_crop = int_pair(crop_size, "crop_size")
+    h_stride, w_stride = int_pair(stride, "stride")
     return (max(height - h_crop + h_stride - 1, 0) // h_stride + 1) * (
         max(width - w_crop + w_stride - 1, 0) // w_stride + 1)
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 _FILE = Path(__file__).with_name("label_sets.json")
 
 
@@ -107,3 +109,29 @@ def label_set_for(num_labels: int, hint: str = "") -> LabelSet | None:
     if named:
         return get_label_set(named[0])
     return get_label_set(candidates[0]) if len(candidates) == 1 else None
+
+
+def convert_labels(annotation, label_map=None, reduce_labels: bool = False, ignore_index: int = 255) -> np.ndarray:
+    """Stored annotation values -> int64 training ids: ``label_map`` (all entries at once), then label reduction.
+
+    The one implementation of the label contract: the processor, the datasets and the evaluation all call it.
+    """
+    labels = np.array(annotation, dtype=np.int64, copy=True)
+    if labels.ndim == 3 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if label_map and labels.size:
+        keys = np.fromiter((int(k) for k in label_map), dtype=np.int64, count=len(label_map))
+        values = np.fromiter((int(v) for v in label_map.values()), dtype=np.int64, count=len(label_map))
+        low, high = int(min(labels.min(), keys.min())), int(max(labels.max(), keys.max()))
+        if high - low < (1 << 20):  # a lookup table: one pass whatever the number of entries
+            table = np.arange(low, high + 1, dtype=np.int64)
+            table[keys - low] = values
+            labels = table[labels - low]
+        else:
+            source = labels.copy()
+            for key, value in zip(keys, values):
+                labels[source == key] = value
+    if reduce_labels:
+        ignore = (labels == 0) | (labels == ignore_index)
+        labels = np.where(ignore, ignore_index, labels - 1)
+    return labels

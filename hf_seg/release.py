@@ -1,6 +1,7 @@
 """Releasing one zoo row: convert the original checkpoint, prove the conversion, write the hub folder, push on request.
 
-``scripts/release.py`` is the command line; everything it does lives here so that tests can drive it in-process.
+``scripts/release.py`` runs :func:`hf_seg.release_cli.main`; everything it does lives here so that tests can drive it
+in-process.
 
 Steps of :func:`release`:
 
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 
 from .families import get_family
+from .hub import push_folder
 from .label_sets import available_label_sets, get_label_set
 from .zoo import ZooEntry, get_entry, list_models
 
@@ -235,18 +237,6 @@ def folder_listing(output: Path) -> dict[str, int]:
     return {str(p.relative_to(output)): p.stat().st_size for p in sorted(output.rglob("*")) if p.is_file()}
 
 
-def push_folder(output: Path, repo_id: str, token: str | None = None, private: bool = False,
-                commit_message: str = "Release converted checkpoint", api=None) -> str:
-    """Create the hub repo if needed and upload ``output``; returns the repo URL."""
-    if api is None:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", exist_ok=True, private=private)
-    api.upload_folder(folder_path=str(output), repo_id=repo_id, repo_type="model", commit_message=commit_message)
-    return f"https://huggingface.co/{repo_id}"
-
-
 # an absolute local path (POSIX, home-relative or Windows), also inside a command line; not a URL's path
 _LOCAL_PATH = re.compile(r"(?<![\w.:/~-])(?:~?/|[A-Za-z]:[\\/])[^\s'\"]+")
 
@@ -355,70 +345,8 @@ def release(
     return result
 
 
-def _human(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
-
-
-def build_parser():
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="release.py",
-        description="Convert an original checkpoint of a zoo row, verify it against the original outputs, write the "
-                    "hub folder (weights, config, processor config, model card) and, with --push, upload it.")
-    parser.add_argument("--row", required=True, help="zoo row name (`hf-seg models` lists them)")
-    parser.add_argument("--original-checkpoint", required=True, nargs="+", help="original checkpoint file(s)")
-    parser.add_argument("--original-config", required=True, help="the original repository's config file")
-    parser.add_argument("--output", required=True, help="hub folder to write")
-    parser.add_argument("--expected", help="safetensors with the original 'logits' on --input")
-    parser.add_argument("--input", help="safetensors with the 'pixel_values' to verify on")
-    parser.add_argument("--input-size", type=int, nargs=2, default=(128, 128), metavar=("H", "W"),
-                        help="random input size when recomputing with the original code (default 128 128)")
-    parser.add_argument("--window", type=int, nargs=4, metavar=("Y", "X", "H", "W"),
-                        help="the --expected logits are of this window of --input (default: from a meta.json next to "
-                             "--expected with a 'slide' entry, as the parity fixtures store it)")
-    parser.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help="logits tolerance relative to max |expected|")
-    parser.add_argument("--eval-json", action="append", default=[], help="evaluation JSON from scripts/evaluate.py")
-    parser.add_argument("--no-verify", action="store_true", help="release without a parity check (the card says so)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the release files in a non-empty --output")
-    parser.add_argument("--push", action="store_true", help="upload to the hub (network and a token needed)")
-    parser.add_argument("--repo-id", help="hub repo (default: the row's hub id)")
-    parser.add_argument("--token", help="hub token (default: HF_TOKEN / the stored login)")
-    parser.add_argument("--private", action="store_true", help="create the hub repo private")
-    return parser
-
-
 def main(argv=None) -> int:
-    import sys
+    """``scripts/release.py``: the command line of :mod:`hf_seg.release_cli`."""
+    from .release_cli import main as cli_main
 
-    from .conversion import ConfigError, ConversionError
-
-    args = build_parser().parse_args(argv)
-    try:
-        result = release(args.row, args.original_checkpoint, args.original_config, args.output,
-                         expected=args.expected, input_path=args.input, eval_jsons=args.eval_json, push=args.push,
-                         repo_id=args.repo_id, token=args.token, private=args.private, no_verify=args.no_verify,
-                         overwrite=args.overwrite, input_size=args.input_size, rtol=args.rtol,
-                         window=args.window)
-    except (KeyError, ReleaseError, ConfigError, ConversionError, ValueError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"release: {message}", file=sys.stderr)
-        return 2
-    for message in result.messages:
-        print(message)
-    if result.parity is not None:
-        print(f"parity: {result.parity['method']}: logits max abs diff {result.parity['max_abs_diff']:.3g} "
-              f"<= {result.parity['tolerance']:.3g} on {result.parity['input_shape']}")
-    print(f"wrote {result.output}:")
-    for name, size in result.files.items():
-        print(f"  {name}  {_human(size)}")
-    if result.pushed_url:
-        print(f"pushed to {result.pushed_url}")
-    else:
-        print(f"dry run: would upload these {len(result.files)} files to https://huggingface.co/{result.repo_id} "
-              "(pass --push; needs network and a token: HF_TOKEN or `hf auth login`)")
-    return 0
+    return cli_main(argv)

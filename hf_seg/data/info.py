@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..image_processing import convert_labels
-from ..label_sets import available_label_sets, canonical_dataset, default_palette, get_label_set, same_images
+from ..label_sets import (available_label_sets, canonical_dataset, convert_labels, default_palette, get_label_set,
+                          same_images)
 
 __all__ = ["DatasetInfo", "dataset_info", "coco_stuff_raw_label_map", "convert_labels", "info_for_num_labels"]
 

@@ -1,7 +1,10 @@
-"""Semantic-segmentation metrics: ``evaluate``-compatible mean IoU from a confusion matrix.
+"""Semantic-segmentation metrics: one confusion-matrix core and an ``evaluate``-compatible wrapper.
 
-* :func:`mean_iou` — one shot, same arguments and outputs as ``evaluate.load("mean_iou").compute``.
-* :class:`MeanIoU` — streaming accumulator (``update`` per batch on any device, ``compute``).
+* :class:`ConfusionMatrix` — the core: streaming mean IoU over training ids on any device (``update`` per batch,
+  ``compute``, ``merge``/``all_reduce``); :func:`metrics_from_confusion` turns counts into the numbers.
+* :func:`mean_iou` / :class:`MeanIoU` — ``evaluate.load("mean_iou")``'s arguments, outputs and label semantics, bit
+  for bit (:mod:`hf_seg.metrics.evaluate_compat`; :class:`RawPairHistogram` keeps raw value pairs for options given
+  at ``compute`` time).
 * :func:`make_compute_metrics` — ``Trainer`` ``compute_metrics`` for ``batch_eval_metrics=True``.
 * :data:`EVALUATE_MODULE_PATH` — an ``evaluate`` module folder: ``evaluate.load(EVALUATE_MODULE_PATH)`` works offline
   and computes with this package's code.
@@ -11,28 +14,11 @@ This package imports no model code.
 
 import os
 
-from .segmentation import (
-    MeanIoU,
-    RawPairHistogram,
-    fold_pair_counts,
-    mean_iou,
-    merge_pair_counts,
-    metrics_from_confusion,
-    pair_counts,
-)
+from .confusion import ConfusionMatrix, confusion_matrix, metrics_from_confusion
+from .evaluate_compat import MeanIoU, RawPairHistogram, mean_iou
 from .trainer import logits_to_predictions, make_compute_metrics
 
 EVALUATE_MODULE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mean_iou")
 
-__all__ = [
-    "EVALUATE_MODULE_PATH",
-    "MeanIoU",
-    "RawPairHistogram",
-    "fold_pair_counts",
-    "logits_to_predictions",
-    "make_compute_metrics",
-    "mean_iou",
-    "merge_pair_counts",
-    "metrics_from_confusion",
-    "pair_counts",
-]
+__all__ = ["EVALUATE_MODULE_PATH", "ConfusionMatrix", "MeanIoU", "RawPairHistogram", "confusion_matrix",
+           "logits_to_predictions", "make_compute_metrics", "mean_iou", "metrics_from_confusion"]

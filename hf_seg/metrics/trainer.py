@@ -2,7 +2,7 @@
 
 Use it with ``TrainingArguments(batch_eval_metrics=True)`` so the Trainer never stores the eval logits
 (huggingface/transformers#28769, huggingface/peft#1927): each batch's logits are upsampled to the label size,
-argmaxed on the device and folded into a :class:`~hf_seg.metrics.MeanIoU` accumulator; the last batch returns the
+argmaxed on the device and folded into a :class:`~hf_seg.metrics.ConfusionMatrix`; the last batch returns the
 numbers. Without ``batch_eval_metrics`` the same function works on the concatenated arrays (processed in chunks).
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .segmentation import MeanIoU
+from .confusion import ConfusionMatrix
 
 __all__ = ["make_compute_metrics", "logits_to_predictions"]
 
@@ -57,8 +57,6 @@ def _class_name(id2label, index: int) -> str:
 def make_compute_metrics(
     num_labels: int,
     ignore_index: int | None = 255,
-    reduce_labels: bool = False,
-    label_map: Mapping[int, int] | None = None,
     nan_to_num: float | None = None,
     id2label: Mapping[int, str] | None = None,
     per_category: bool = False,
@@ -68,18 +66,18 @@ def make_compute_metrics(
     """A stateful ``compute_metrics(eval_pred, compute_result=True)`` for ``Trainer``.
 
     Args:
-        num_labels, ignore_index, reduce_labels, label_map, nan_to_num: as :func:`hf_seg.metrics.mean_iou`. Labels
-            coming out of the image processor are already reduced: leave ``reduce_labels=False`` then.
+        num_labels, ignore_index, nan_to_num: as :class:`hf_seg.metrics.ConfusionMatrix`; the labels are training ids
+            (what the image processor and the training datasets produce).
         id2label: class names for the per-category keys (default: the index).
         per_category: also return ``iou_<name>`` and ``accuracy_<name>`` per class (NaN for absent classes).
         padding_index: label value the Trainer pads with when gathering across processes (-100); those pixels are
             dropped. ``None`` disables this.
         chunk_size: images upsampled at once (bounds the memory of the [B, C, H, W] upsampled logits).
 
-    The returned function has a ``.metric`` attribute (the :class:`MeanIoU`); it resets after each final result.
+    The returned function has a ``.metric`` attribute (the :class:`ConfusionMatrix`); it resets after each final
+    result.
     """
-    metric = MeanIoU(num_labels, ignore_index=ignore_index, nan_to_num=nan_to_num, label_map=label_map,
-                     reduce_labels=reduce_labels)
+    metric = ConfusionMatrix(num_labels, ignore_index=ignore_index, nan_to_num=nan_to_num)
     names = [_class_name(id2label, i) for i in range(num_labels)] if per_category else None
 
     def compute_metrics(eval_pred, compute_result: bool = True) -> dict[str, Any]:

@@ -92,7 +92,8 @@ def run(args, targs, callbacks=None) -> dict:
     import uuid
 
     from .checkpoints import RunError, write_text_atomic
-    from .hub import finetune_model_card, push_folder
+    from ..hub import TRAINING_STATE, push_folder
+    from .hub import finetune_model_card
     from .run_guard import OutputDirLock, prepare_output_dir, resume_checkpoint, run_fingerprint, write_run_record
     from .trainer import GracefulStop, StopRequested
 
@@ -174,7 +175,8 @@ def run(args, targs, callbacks=None) -> dict:
             write_run_record(targs.output_dir, run_id, fingerprint, "complete")
             if push:
                 repo = targs.hub_model_id or os.path.basename(os.path.abspath(targs.output_dir))
-                url = push_folder(targs.output_dir, repo, token=targs.hub_token, private=targs.hub_private_repo)
+                url = push_folder(targs.output_dir, repo, token=targs.hub_token, private=targs.hub_private_repo,
+                                  commit_message="Upload finetuned model", ignore_patterns=TRAINING_STATE)
                 say(f"pushed to {url}")
         if eval_dataset is not None and is_main:
             ev = metrics["eval"]

@@ -1,4 +1,4 @@
-"""A minimal model card for a finetuned model (``model-index`` with the measured mean IoU) and the hub upload.
+"""A minimal model card for a finetuned model (``model-index`` with the measured mean IoU).
 
 The zoo's full cards are :mod:`hf_seg.model_cards`; this card only states what the finetuning run knows.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["finetune_model_card", "push_folder"]
+__all__ = ["finetune_model_card"]
 
 
 def finetune_model_card(model_name: str, base_model: str, dataset_name: str, metrics: dict | None,
@@ -49,15 +49,3 @@ def finetune_model_card(model_name: str, base_model: str, dataset_name: str, met
               "AutoModelForSemanticSegmentation", "", f'model = AutoModelForSemanticSegmentation.from_pretrained("{model_name}")',
               f'processor = AutoImageProcessor.from_pretrained("{model_name}")', "```", ""]
     return ModelCard("\n".join(lines))
-
-
-def push_folder(folder: str, repo_id: str, token: str | None = None, private: bool | None = None,
-                commit_message: str = "Upload finetuned model") -> str:
-    """Create ``repo_id`` if needed and upload ``folder`` (without checkpoints); returns the repo URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi(token=token)
-    url = api.create_repo(repo_id, exist_ok=True, private=private)
-    api.upload_folder(folder_path=folder, repo_id=repo_id, commit_message=commit_message,
-                      ignore_patterns=["checkpoint-*", "checkpoint-*/**", "runs/**", "*.pt"])
-    return str(url)

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from torchvision import tv_tensors
 
 from ..image_io import decode_label_map, image_to_array, open_image, to_uint8
+from ..sizes import target_size
 from .transforms import TargetMap, seeded
 
 __all__ = ["TrainDataset", "EvalDataset", "EpochKeySampler", "SegmentationCollator", "check_dataset",
@@ -244,14 +245,10 @@ def smallest_rescaled_size(size, pipeline) -> tuple[int, int]:
             lo = min(pipeline.ratio_choices)
         else:
             lo = pipeline.ratio_range[0] if pipeline.ratio_range is not None else 1.0
-        factor = min(max(pipeline.scale) * lo / max(height, width), min(pipeline.scale) * lo / min(height, width))
-    elif getattr(pipeline, "short_sides", None):
-        factor = min(pipeline.short_sides) / min(height, width)
-        if pipeline.max_size is not None:
-            factor = min(factor, pipeline.max_size / max(height, width))
-    else:
-        factor = 1.0
-    return int(height * factor + 0.5), int(width * factor + 0.5)
+        return target_size(height, width, scale=pipeline.scale, ratio=lo)
+    if getattr(pipeline, "short_sides", None):
+        return target_size(height, width, short_side=min(pipeline.short_sides), max_size=pipeline.max_size)
+    return height, width
 
 
 def check_dataset(dataset, label_fn, num_labels: int, ignore_index: int, split: str = "train",

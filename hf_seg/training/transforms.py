@@ -33,6 +33,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ..sizes import target_size
 from .recipes import Pipeline
 
 __all__ = [
@@ -89,25 +90,18 @@ class RandomRescale(v2.Transform):
     def make_params(self, flat_inputs):
         height, width = v2.query_size(flat_inputs)
         if self.scale is not None:
-            long_side, short_side = max(self.scale), min(self.scale)
-            if self.ratio_range is not None or self.ratio_choices is not None:
-                if self.ratio_choices is not None:
-                    ratio = self.ratio_choices[int(torch.randint(len(self.ratio_choices), ()))]
-                else:
-                    lo, hi = self.ratio_range
-                    ratio = lo + (hi - lo) * float(torch.rand(()))
-                long_side, short_side = int(long_side * ratio), int(short_side * ratio)  # mmseg truncates
-            factor = min(long_side / max(height, width), short_side / min(height, width))
+            ratio = 1.0
+            if self.ratio_choices is not None:
+                ratio = self.ratio_choices[int(torch.randint(len(self.ratio_choices), ()))]
+            elif self.ratio_range is not None:
+                lo, hi = self.ratio_range
+                ratio = lo + (hi - lo) * float(torch.rand(()))
+            size = target_size(height, width, scale=self.scale, ratio=ratio, round_down=self.rounding == "floor")
         else:
             short = self.short_sides[int(torch.randint(len(self.short_sides), ()))]
-            factor = short / min(height, width)
-            if self.max_size is not None:
-                factor = min(factor, self.max_size / max(height, width))
-        if self.rounding == "floor":
-            size = [int(height * factor), int(width * factor)]
-        else:
-            size = [int(height * factor + 0.5), int(width * factor + 0.5)]
-        return {"size": [max(1, size[0]), max(1, size[1])]}
+            size = target_size(height, width, short_side=short, max_size=self.max_size,
+                               round_down=self.rounding == "floor")
+        return {"size": list(size)}
 
     def transform(self, inpt, params):
         return self._call_kernel(TF.resize, inpt, params["size"], antialias=self.antialias)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...configuration_utils import HfSegConfig
+from ...sizes import int_pair
 
 BACKBONE_TYPES = ("vit", "hybrid")
 INTERPOLATE_MODES = ("bicubic", "bilinear")  # the original resizes pos-embeds with align_corners=False
@@ -16,15 +17,6 @@ HYBRID_EMBED_LAYERS = {
 }
 HYBRID_CHANNELS = (256, 512, 1024, 2048)  # timm ResNetV2 stage widths (the released stems use them unchanged)
 HYBRID_GROUPS = 32  # GroupNorm groups of the timm hybrid stem
-
-
-def _pair(value, name: str) -> list[int]:
-    if isinstance(value, int):
-        return [value, value]
-    value = [int(v) for v in value]
-    if len(value) != 2:
-        raise ValueError(f"{name} must be an int or a pair, got {value!r}")
-    return value
 
 
 def _make_divisible(value: float, divisor: int = 8) -> int:
@@ -109,7 +101,7 @@ class RegionProxyConfig(HfSegConfig):
         self._check_choice("interpolate_mode", interpolate_mode, INTERPOLATE_MODES)
         self._check_choice("head_act", head_act, HEAD_ACTIVATIONS)
         self.backbone_type = backbone_type
-        self.image_size = _pair(image_size, "image_size")
+        self.image_size = list(int_pair(image_size, "image_size"))
         self.patch_size = int(patch_size)
         self.num_channels = int(num_channels)
         self.hidden_size = int(hidden_size)
@@ -133,7 +125,7 @@ class RegionProxyConfig(HfSegConfig):
         self.hybrid_std_conv_eps = float(hybrid_std_conv_eps)
         self.in_index = [int(i) for i in in_index]
         self.head_channels = int(head_channels) if head_channels is not None else self.hidden_size
-        self.region_res = _pair(region_res, "region_res")
+        self.region_res = list(int_pair(region_res, "region_res"))
         self.head_act = head_act
         self.head_norm_eps = float(head_norm_eps)
         self.align_corners = bool(align_corners)

@@ -7,16 +7,15 @@ from typing import Any
 
 import torch
 
-from ...conversion import ConfigError, ConversionError, OriginalConverter, Rule
-from ...label_sets import canonical_dataset, get_label_set, label_set_for
+from ...conversion import ConfigError, ConversionError, OriginalConverter, Rule, mmseg
+from ...label_sets import label_set_for
+from ...sizes import int_pair
 from .configuration_regionproxy import HYBRID_CHANNELS, HYBRID_EMBED_LAYERS, RegionProxyConfig
 from .modeling_regionproxy import RegionProxyForSemanticSegmentation
 
 _STEM_PREFIX = "backbone.patch_embed.backbone."
 _ACTIVATIONS = {"ReLU": "relu", "ReLU6": "relu6", "GELU": "gelu", "SiLU": "silu", "Swish": "silu",
                 "LeakyReLU": "leaky_relu"}
-def _pair(value) -> list[int]:
-    return [int(value), int(value)] if isinstance(value, (int, float)) else [int(v) for v in value]
 
 
 def _split_qkv_free(match: re.Match, tensor: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -66,11 +65,7 @@ class RegionProxyConverter(OriginalConverter):
 
         head_type_args = self._head_fields(head)
         num_labels = int(head["num_classes"])
-        test_cfg = model.get("test_cfg") or original.get("test_cfg") or {}
-        test_mode = test_cfg.get("mode", "whole")
-        test = {"test_mode": test_mode}
-        if test_mode == "slide":
-            test.update(test_crop_size=_pair(test_cfg["crop_size"]), test_stride=_pair(test_cfg["stride"]))
+        test = mmseg.test_protocol(original)
         dataset_type = str(original.get("dataset_type", ""))
         label_set = label_set_for(num_labels, hint=dataset_type)
         extra = {"id2label": label_set.id2label} if label_set else {}
@@ -80,7 +75,7 @@ class RegionProxyConverter(OriginalConverter):
 
         return RegionProxyConfig(
             backbone_type=backbone_type,
-            image_size=_pair(backbone.get("img_size", 224)),
+            image_size=list(int_pair(backbone.get("img_size", 224), "backbone.img_size")),
             patch_size=int(backbone.get("patch_size", 16)),
             # the timm hybrid stem is always built for 3 channels (the original ignores in_channels there)
             num_channels=int(backbone.get("in_channels", 3)) if backbone_type == "vit" else 3,
@@ -156,7 +151,7 @@ class RegionProxyConverter(OriginalConverter):
         return dict(
             in_index=list(in_index),
             head_channels=int(head["channels"]),
-            region_res=_pair(head.get("region_res", (4, 4))),
+            region_res=list(int_pair(head.get("region_res", (4, 4)), "decode_head.region_res")),
             head_act=_ACTIVATIONS[act],
             head_norm_eps=float(norm.get("eps", 1e-5)),
             align_corners=bool(head.get("align_corners", False)),
@@ -165,46 +160,8 @@ class RegionProxyConverter(OriginalConverter):
         )
 
     def processor_kwargs(self, original: dict[str, Any]) -> dict[str, Any]:
-        norm = dict(original.get("img_norm_cfg") or {})
-        resize = {"keep_ratio": True}
-        img_scale = None
-        for step in original.get("test_pipeline") or []:
-            if step.get("type") == "MultiScaleFlipAug":
-                img_scale = step.get("img_scale")
-                for inner in step.get("transforms", []):
-                    if inner.get("type") == "Resize":
-                        resize = inner
-                    elif inner.get("type") == "Normalize":
-                        norm = inner
-            elif step.get("type") == "Normalize":
-                norm = step
-        if not norm:
-            raise ConfigError("the config has no img_norm_cfg / Normalize step")
-        if img_scale is None:
-            raise ConfigError("the config's test_pipeline has no MultiScaleFlipAug img_scale")
-        if isinstance(img_scale, list) and img_scale and isinstance(img_scale[0], (list, tuple)):
-            img_scale = img_scale[0]
-        w, h = int(img_scale[0]), int(img_scale[1])
-        if resize.get("keep_ratio", True):
-            geometry = dict(resize_mode="keep_ratio", scale=[max(w, h), min(w, h)])
-        else:
-            geometry = dict(resize_mode="fixed", size={"height": h, "width": w})
-        dataset = canonical_dataset(str(original.get("dataset_type", "")))
-        reduce_labels = (original.get("data", {}).get("test", {}) or {}).get("reduce_zero_label")
-        if reduce_labels is None:
-            reduce_labels = get_label_set(dataset).reduce_labels if dataset else False
         head = original["model"]["decode_head"]
-        return dict(
-            **geometry,
-            antialias=False,
-            do_rescale=False,
-            do_normalize=True,
-            image_mean=[float(v) for v in norm["mean"]],
-            image_std=[float(v) for v in norm["std"]],
-            channel_order="RGB" if norm.get("to_rgb", True) else "BGR",
-            do_reduce_labels=bool(reduce_labels),
-            ignore_index=int(head.get("ignore_index", 255)),
-        )
+        return mmseg.processor_kwargs(original, int(head["num_classes"]), int(head.get("ignore_index", 255)))
 
     # -------------------------------------------------------------------------------------------- weights
     def rules(self, config: RegionProxyConfig) -> list[Rule]:

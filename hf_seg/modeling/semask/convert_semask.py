@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...conversion import ConfigError, OriginalConverter, Rule, drop
+from ...conversion import ConfigError, OriginalConverter, Rule, drop, mmseg
 from ...label_sets import label_set_for
 from .configuration_semask import SeMaskConfig
 from .modeling_semask import SeMaskForSemanticSegmentation
@@ -78,10 +78,7 @@ class SeMaskConverter(OriginalConverter):
         num_labels = int(head["num_classes"])
         label_set = label_set_for(num_labels, hint=str(original.get("dataset_type", "")))
         extra = {"id2label": label_set.id2label} if label_set else {}
-        test_cfg = model.get("test_cfg") or original.get("test_cfg") or {}
-        test = {"test_mode": test_cfg.get("mode", "whole")}
-        if test["test_mode"] == "slide":
-            test.update(test_crop_size=list(test_cfg["crop_size"]), test_stride=list(test_cfg["stride"]))
+        test = mmseg.test_protocol(original)
         return SeMaskConfig(
             embed_dim=backbone["embed_dim"], depths=depths, num_heads=backbone["num_heads"],
             window_size=backbone["window_size"], semantic_window_size=backbone["sem_window_size"],
@@ -98,32 +95,8 @@ class SeMaskConverter(OriginalConverter):
         )
 
     def processor_kwargs(self, original: dict[str, Any]) -> dict[str, Any]:
-        norm = original.get("img_norm_cfg") or {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375],
-                                                "to_rgb": True}
-        scale = None
-        for step in original.get("test_pipeline", []):
-            if step.get("type") == "MultiScaleFlipAug":
-                scale = step.get("img_scale")
-        kwargs = dict(do_rescale=False, do_normalize=True, image_mean=list(norm["mean"]), image_std=list(norm["std"]),
-                      channel_order="RGB" if norm.get("to_rgb", True) else "BGR", antialias=False,
-                      ignore_index=int((original["model"].get("decode_head") or {}).get("ignore_index", 255)))
-        if isinstance(scale, (list, tuple)) and len(scale) == 2 and all(isinstance(s, int) for s in scale):
-            kwargs.update(resize_mode="keep_ratio", scale=[max(scale), min(scale)])
-        else:
-            kwargs.update(resize_mode="none")
-        reduce = None
-        train = (original.get("data") or {}).get("train") or {}
-        if isinstance(train, dict) and "reduce_zero_label" in train:
-            reduce = bool(train["reduce_zero_label"])
-        for step in original.get("train_pipeline", []):
-            if step.get("type") == "LoadAnnotations" and "reduce_zero_label" in step:
-                reduce = bool(step["reduce_zero_label"])
-        if reduce is None:
-            num_labels = int(original["model"]["decode_head"]["num_classes"])
-            label_set = label_set_for(num_labels, hint=str(original.get("dataset_type", "")))
-            reduce = label_set.reduce_labels if label_set else False
-        kwargs["do_reduce_labels"] = reduce
-        return kwargs
+        head = original["model"].get("decode_head") or {}
+        return mmseg.processor_kwargs(original, int(head["num_classes"]), int(head.get("ignore_index", 255)))
 
     def rules(self, config: SeMaskConfig) -> list[Rule]:
         return [

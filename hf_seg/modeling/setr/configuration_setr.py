@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 from ...configuration_utils import HfSegConfig
+from ...sizes import int_pair
 
 BACKBONES = ("vit", "vit_mla", "hlg")
 # decode head / auxiliary head types each backbone can feed
@@ -135,9 +136,7 @@ class SetrConfig(HfSegConfig):
     ):
         self._check_choice("backbone", backbone, BACKBONES)
         self.backbone = backbone
-        if isinstance(image_size, int):
-            image_size = [image_size, image_size]
-        self.image_size = [int(s) for s in image_size]
+        self.image_size = list(int_pair(image_size, "image_size"))
         self.num_channels = int(num_channels)
         self.patch_size = int(patch_size)
         self.hidden_size = int(hidden_size)
@@ -194,8 +193,7 @@ class SetrConfig(HfSegConfig):
         out["loss_weight"] = float(out["loss_weight"])
         out["align_corners"] = bool(out["align_corners"])
         if out.get("img_size") is not None:
-            size = out["img_size"]
-            out["img_size"] = [int(size), int(size)] if isinstance(size, int) else [int(s) for s in size]
+            out["img_size"] = list(int_pair(out["img_size"], f"{where}: img_size"))
         return out
 
     def _validate(self) -> None:

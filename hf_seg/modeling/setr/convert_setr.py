@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ...conversion import ConfigError, OriginalConverter, Rule, drop
+from ...conversion import ConfigError, OriginalConverter, Rule, drop, mmseg
 from ...label_sets import label_set_for
+from ...sizes import int_pair
 from .configuration_setr import SetrConfig, fcn_head, hlg_up_head, mla_aux_head, mla_head, vit_up_head
 from .modeling_setr import SetrForSemanticSegmentation
 
@@ -31,10 +32,6 @@ _HEAD_DEFAULTS = dict(in_index=-1, input_transform=None, ignore_index=255, sampl
 
 def _get(head: dict, key: str):
     return head.get(key, _HEAD_DEFAULTS.get(key))
-
-
-def _square(size) -> list[int]:
-    return [int(size), int(size)] if isinstance(size, (int, float)) else [int(s) for s in size]
 
 
 _PARAM = r"weight|bias|running_mean|running_var|num_batches_tracked"
@@ -110,7 +107,7 @@ class SetrConverter(OriginalConverter):
                 raise ConfigError("SETR with a hybrid CNN stem (HybridEmbed) is not supported: no release uses it")
             if bb.get("qk_scale") is not None:
                 raise ConfigError("a custom qk_scale is not supported (every release uses head_dim ** -0.5)")
-            image_size = _square(bb["img_size"])
+            image_size = list(int_pair(bb["img_size"]))
             kwargs.update(
                 image_size=image_size, num_channels=int(bb["in_chans"]), patch_size=int(bb["patch_size"]),
                 hidden_size=int(bb["embed_dim"]), num_hidden_layers=int(bb["depth"]),
@@ -124,10 +121,7 @@ class SetrConverter(OriginalConverter):
         kwargs["decode_head"] = self._head_spec(decode, kwargs, main=True)
         kwargs["auxiliary_heads"] = [self._head_spec(h, kwargs, main=False) for h in aux]
 
-        test_cfg = original.get("test_cfg") or {}
-        if test_cfg.get("mode", "whole") == "slide":
-            kwargs.update(test_mode="slide", test_crop_size=_square(test_cfg["crop_size"]),
-                          test_stride=_square(test_cfg["stride"]))
+        kwargs.update(mmseg.test_protocol(original))
         label_set = label_set_for(num_labels, hint=str(original.get("dataset_type", "")))
         if label_set is not None:
             kwargs["id2label"] = label_set.id2label
@@ -153,7 +147,7 @@ class SetrConverter(OriginalConverter):
         align = bool(_get(head, "align_corners"))
         backbone = kwargs["backbone"]
         image_size = kwargs.get("image_size")
-        img_size = _square(_get(head, "img_size")) if kind in ("VisionTransformerUpHead", "VIT_MLAHead",
+        img_size = list(int_pair(_get(head, "img_size"))) if kind in ("VisionTransformerUpHead", "VIT_MLAHead",
                                                                   "VIT_MLA_AUXIHead") else None
         # a head that resizes to the backbone's crop resizes to the input (the only input the original accepts)
         out_size = None if img_size == image_size else img_size
@@ -201,7 +195,7 @@ class SetrConverter(OriginalConverter):
         if not bb.get("dynamic_position_bias", True):
             raise ConfigError("HLG without dynamic position bias is not supported (every release uses it)")
         return dict(
-            image_size=_square(bb.get("img_size", 224)), num_channels=int(bb.get("in_chans", 3)),
+            image_size=list(int_pair(bb.get("img_size", 224))), num_channels=int(bb.get("in_chans", 3)),
             hlg_patch_size=int(bb.get("patch_size", 4)), hlg_embed_dims=list(bb["embed_dims"]),
             hlg_num_heads=list(bb["num_heads"]), hlg_depths=list(bb["depths"]),
             hlg_crs_interval=list(bb.get("crs_interval", (8, 4, 2, 1))),
@@ -210,31 +204,8 @@ class SetrConverter(OriginalConverter):
 
     # --------------------------------------------------------------------------------------------- processor
     def processor_kwargs(self, original: dict[str, Any]) -> dict[str, Any]:
-        norm = original.get("img_norm_cfg") or {}
-        scale = None
-        for step in original.get("test_pipeline") or []:
-            if step.get("type") == "MultiScaleFlipAug":
-                scale = step.get("img_scale")
-                for inner in step.get("transforms", []):
-                    if inner.get("type") == "Normalize":
-                        norm = inner
-        kwargs: dict[str, Any] = dict(
-            do_rescale=False, do_normalize=True, antialias=False,
-            image_mean=list(norm.get("mean", [123.675, 116.28, 103.53])),
-            image_std=list(norm.get("std", [58.395, 57.12, 57.375])),
-            channel_order="RGB" if norm.get("to_rgb", True) else "BGR",
-            ignore_index=int(_get(original["model"]["decode_head"], "ignore_index")),
-        )
-        if scale is not None:
-            scale = scale[0] if isinstance(scale, list) and isinstance(scale[0], (list, tuple)) else scale
-            kwargs.update(resize_mode="keep_ratio", scale=[max(scale), min(scale)])
-        else:
-            kwargs.update(resize_mode="none")
-        num_labels = int(original["model"]["decode_head"]["num_classes"])
-        label_set = label_set_for(num_labels, hint=str(original.get("dataset_type", "")))
-        if label_set is not None:
-            kwargs.update(do_reduce_labels=label_set.reduce_labels, label_map=label_set.label_map or None)
-        return kwargs
+        head = original["model"]["decode_head"]
+        return mmseg.processor_kwargs(original, int(head["num_classes"]), int(_get(head, "ignore_index")))
 
     # ------------------------------------------------------------------------------------------------- rules
     def rules(self, config: SetrConfig) -> list[Rule]:

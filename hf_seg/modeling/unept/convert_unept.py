@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ...conversion import ConfigError, ConversionError, OriginalConverter, Rule
+from ...conversion import ConfigError, ConversionError, OriginalConverter, Rule, mmseg
 from ...label_sets import label_set_for
 from .configuration_unept import UnEptConfig
 from .modeling_unept import UnEptForSemanticSegmentation
@@ -36,7 +36,7 @@ class UnEptConverter(OriginalConverter):
     # --------------------------------------------------------------------------------------------- config
     def build_config(self, original: dict[str, Any]) -> UnEptConfig:
         model = original["model"]
-        test_cfg = original.get("test_cfg") or model.get("test_cfg") or {}
+        test_cfg = mmseg.test_cfg(original)
         if "num_classes" not in test_cfg or "num_queries" not in test_cfg:
             raise ConfigError("UN-EPT configs give num_classes and num_queries in test_cfg; this one does not")
         num_labels = int(test_cfg["num_classes"])
@@ -78,12 +78,7 @@ class UnEptConverter(OriginalConverter):
         if math.isqrt(num_queries) ** 2 != num_queries:
             raise ConfigError(f"num_queries={num_queries} is not a square: the original cannot run this model")
 
-        mode = test_cfg.get("mode", "whole")
-        if mode == "slide":
-            kwargs.update(test_mode="slide", test_crop_size=list(test_cfg["crop_size"]),
-                          test_stride=list(test_cfg["stride"]))
-        else:
-            kwargs["test_mode"] = "whole"
+        kwargs.update(mmseg.test_protocol(original))
         label_set = label_set_for(num_labels, hint=str(original.get("dataset_type", "")))
         if label_set is not None:
             kwargs["id2label"] = label_set.id2label
@@ -116,29 +111,8 @@ class UnEptConverter(OriginalConverter):
 
     # ------------------------------------------------------------------------------------------ processor
     def processor_kwargs(self, original: dict[str, Any]) -> dict[str, Any]:
-        norm = original.get("img_norm_cfg") or {}
-        scale = None
-        for step in original.get("test_pipeline", []):
-            if step.get("type") in ("MultiScaleFlipAug", "Resize") and step.get("img_scale") is not None:
-                scale = step["img_scale"]
-                break
-        reduce_labels = False
-        for step in original.get("train_pipeline", []):
-            if step.get("type") == "LoadAnnotations":
-                reduce_labels = bool(step.get("reduce_zero_label", False))
-        kwargs = dict(
-            do_rescale=False, antialias=False,
-            image_mean=list(norm.get("mean", [123.675, 116.28, 103.53])),
-            image_std=list(norm.get("std", [58.395, 57.12, 57.375])),
-            channel_order="RGB" if norm.get("to_rgb", True) else "BGR",
-            do_reduce_labels=reduce_labels,
-            ignore_index=int(original["model"].get("ignore_index", 255)),
-        )
-        if scale is not None:
-            kwargs.update(resize_mode="keep_ratio", scale=[max(scale), min(scale)])
-        else:
-            kwargs.update(resize_mode="none")
-        return kwargs
+        num_labels = int(mmseg.test_cfg(original)["num_classes"])
+        return mmseg.processor_kwargs(original, num_labels, int(original["model"].get("ignore_index", 255)))
 
     # ------------------------------------------------------------------------------------------ checkpoint
     def rules(self, config: UnEptConfig) -> list[Rule]:

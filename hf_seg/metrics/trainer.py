@@ -11,19 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
 from .confusion import ConfusionMatrix
 
 __all__ = ["make_compute_metrics", "logits_to_predictions"]
-
-
-def _to_tensor(x) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    return torch.from_numpy(np.asarray(x))
 
 
 @torch.no_grad()
@@ -33,7 +26,7 @@ def logits_to_predictions(logits, size, align_corners: bool = False) -> torch.Te
     Integer [B, h, w] inputs (already argmaxed, e.g. by ``preprocess_logits_for_metrics``) are resized with
     nearest-neighbour when their size differs.
     """
-    logits = _to_tensor(logits)
+    logits = torch.as_tensor(logits)
     size = tuple(int(s) for s in size)
     if logits.dim() == 3 and not logits.dtype.is_floating_point:
         if tuple(logits.shape[-2:]) != size:
@@ -88,7 +81,7 @@ def make_compute_metrics(
         if isinstance(labels, (tuple, list)):
             labels = labels[0]
         if logits is not None and labels is not None:
-            logits, labels = _to_tensor(logits), _to_tensor(labels)
+            logits, labels = torch.as_tensor(logits), torch.as_tensor(labels)
             if labels.device != logits.device:
                 labels = labels.to(logits.device)
             if labels.dim() == 4 and labels.shape[1] == 1:

@@ -11,8 +11,6 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATI
 
 from .families import Family, families
 
-_registered = False
-
 
 class _DeferredModelClass:
     """Stands in ``AutoModelForSemanticSegmentation``'s mapping for a family's model class. The Auto classes only
@@ -29,24 +27,14 @@ class _DeferredModelClass:
         AutoModelForSemanticSegmentation.register(self._family.config_class, model_class, exist_ok=True)
         return getattr(model_class, name)
 
-    def __repr__(self) -> str:
-        return f"<{self.__name__} of {self._family.package}, not imported yet>"
-
 
 def register_auto_classes() -> None:
-    """Idempotent: ``import hf_seg`` calls it once; calling it again changes nothing."""
-    global _registered
-    if _registered:
-        return
+    """``import hf_seg`` calls it; calling it again registers the same classes again."""
     for family in families().values():
         AutoConfig.register(family.model_type, family.config_class, exist_ok=True)
         AutoModelForSemanticSegmentation.register(family.config_class, _DeferredModelClass(family), exist_ok=True)
-        if family.processor is None:  # the shared processor is registered once it is imported (image_processing.py)
-            from .image_processing import HfSegImageProcessor as processor_class
-        else:
-            processor_class = family.processor_class
+        processor_class = family.processor_class  # the shared HfSegImageProcessor unless the family has its own
         AutoImageProcessor.register(family.config_class, exist_ok=True,
                                     image_processor_classes={"torchvision": processor_class, "pil": processor_class})
         # the image-segmentation pipeline checks the model's class name against this table (not the Auto mapping)
         MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES.setdefault(family.model_type, family.model_class_name)
-    _registered = True

@@ -394,7 +394,7 @@ def upsample_argmax(scores: torch.Tensor, size, align_corners: bool = False,
     """``resize_logits(scores, size).argmax(1)`` without holding all the resized scores: the classes are resized in
     chunks that fit in ``max_bytes`` and a running maximum keeps the first best class, so the labels are exactly
     those of the one-shot resize (each channel is interpolated independently). Returns int64 [B, *size]."""
-    size = _pair(size, "size")
+    size = int_pair(size, "size")
     batch, classes = scores.shape[:2]
     per_class = batch * size[0] * size[1] * 4
     step = max(1, int(max_bytes) // max(per_class, 1))
@@ -444,7 +444,7 @@ def predict_labels(
     config = getattr(model, "config", None)
     views = list(pixel_values) if isinstance(pixel_values, (list, tuple)) else None
     first = views[0] if views else pixel_values
-    out_size = _pair(output_size, "output_size")
+    out_size = int_pair(output_size, "output_size")
     if flip is None:
         flip = bool(getattr(config, "test_flip", False) or False)
     if scales is None:
@@ -455,7 +455,7 @@ def predict_labels(
     corners = align_corners if align_corners is not None else bool(getattr(config, "test_align_corners", False)
                                                                    or False)
     if not tta:
-        valid = _pair(valid_size, "valid_size") if valid_size is not None else tuple(first.shape[-2:])
+        valid = int_pair(valid_size, "valid_size") if valid_size is not None else tuple(first.shape[-2:])
         scores = predict(model, pixel_values, scales=[1.0], flip=False, valid_size=valid_size, output_size=valid,
                          **common)
         return upsample_argmax(scores, out_size, corners, max_score_bytes)
@@ -466,7 +466,7 @@ def predict_labels(
                        return_probabilities=True, **common).argmax(dim=1)
     candidates = views if views is not None else [first]
     sizes = valid_size if views is not None and valid_size is not None else [valid_size] * len(candidates)
-    work = max((_pair(v, "valid_size") if v is not None else tuple(c.shape[-2:]) for c, v in zip(candidates, sizes)),
+    work = max((int_pair(v, "valid_size") if v is not None else tuple(c.shape[-2:]) for c, v in zip(candidates, sizes)),
                key=lambda hw: hw[0] * hw[1])
     work = (min(work[0], out_size[0]), min(work[1], out_size[1]))
     probs = predict(model, pixel_values, scales=scales, flip=flip, valid_size=valid_size, output_size=work,
@@ -510,13 +510,13 @@ class TestProtocol:
         if mode == "slide":
             if crop is None:
                 raise ValueError("slide mode needs a crop size (config.test_crop_size or --crop-size)")
-            crop = _pair(crop, "crop_size")
-            step = _pair(step, "stride") if step is not None else crop
+            crop = int_pair(crop, "crop_size")
+            step = int_pair(step, "stride") if step is not None else crop
             if min(*crop, *step) <= 0:
                 raise ValueError(f"crop size {crop} and stride {step} must be positive")
         else:
-            crop = _pair(crop, "crop_size") if crop is not None else None
-            step = _pair(step, "stride") if step is not None else None
+            crop = int_pair(crop, "crop_size") if crop is not None else None
+            step = int_pair(step, "stride") if step is not None else None
         if aug_test:
             scales = tuple(float(s) for s in (scales or cfg("test_scales") or DEFAULT_TTA_SCALES))
             flip = True if flip is None else bool(flip)

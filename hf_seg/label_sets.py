@@ -88,9 +88,8 @@ def datasets_named_in(text: str) -> list[str]:
 
 def same_images(name: str) -> set[str]:
     """``name`` and the label sets that read the same annotation files with another class convention."""
-    table = _table()
-    linked = {n for n in table if table[n].get("same_images_as") == name}
-    return {name, *linked, *([table[name]["same_images_as"]] if table.get(name, {}).get("same_images_as") else [])}
+    links = {n: e.get("same_images_as") for n, e in _table().items()}
+    return {name, *(n for n, other in links.items() if other == name), *filter(None, [links.get(name)])}
 
 
 def default_palette(n: int) -> list[tuple[int, int, int]]:

@@ -169,7 +169,3 @@ class ConfusionMatrix:
         dist.all_reduce(total, group=group)
         self.reset()._add(total.cpu())
         return self
-
-    def __repr__(self) -> str:
-        return (f"{type(self).__name__}(num_labels={self.num_labels}, ignore_index={self.ignore_index}, "
-                f"updates={self.num_updates})")

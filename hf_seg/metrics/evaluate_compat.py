@@ -59,7 +59,8 @@ def evaluate_label_map(label_map: Mapping | None) -> dict[int, int] | None:
 class RawPairHistogram:
     """Counts of the raw (reference value, prediction value) pairs of integer maps, so that ``label_map`` /
     ``reduce_labels`` / ``ignore_index`` can be given at ``compute`` time as ``evaluate``'s API wants: a dense grid over
-    the value ranges seen (256 x num_labels cells for uint8 annotations) while it stays small, sparse triples beyond."""
+    the value range of the maps (e.g. 256 x num_labels cells for uint8 annotations) while it stays small; counts a
+    grid cannot take become sparse (value, value, count) triples."""
 
     def __init__(self):
         self.reset()
@@ -83,25 +84,21 @@ class RawPairHistogram:
             return self
         ref, pred = ref.reshape(-1), pred.reshape(-1)
         lo, hi = (int(ref.min()), int(pred.min())), (int(ref.max()), int(pred.max()))
-        if self._grid is not None:  # the grid must cover what it holds and the new values
-            lo = (min(lo[0], self._lo[0]), min(lo[1], self._lo[1]))
-            hi = (max(hi[0], self._lo[0] + self._grid.shape[0] - 1), max(hi[1], self._lo[1] + self._grid.shape[1] - 1))
-        shape = (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1)
-        if shape[0] * shape[1] > _GRID_LIMIT:
-            if self._grid is not None:
-                self._add_sparse(*self._grid_triples())
-                self._grid = None
-            pairs, counts = np.unique(np.stack([ref, pred], axis=1), axis=0, return_counts=True)
-            self._add_sparse(pairs[:, 0], pairs[:, 1], counts)
-            return self
-        if self._grid is None or self._grid.shape != shape or self._lo != lo:
-            grid = np.zeros(shape, dtype=np.int64)
-            if self._grid is not None:
-                r, c = self._lo[0] - lo[0], self._lo[1] - lo[1]
-                grid[r:r + self._grid.shape[0], c:c + self._grid.shape[1]] = self._grid
-            self._grid, self._lo = grid, lo
-        keys = (ref - lo[0]) * shape[1] + (pred - lo[1])
-        self._grid += np.bincount(keys, minlength=shape[0] * shape[1]).reshape(shape)
+        grid = self._grid
+        if grid is not None and not (self._lo[0] <= lo[0] and hi[0] < self._lo[0] + grid.shape[0]
+                                     and self._lo[1] <= lo[1] and hi[1] < self._lo[1] + grid.shape[1]):
+            self._add_sparse(*self._grid_triples())  # the batch falls outside: keep the counts, start over
+            grid = self._grid = None
+        if grid is None:
+            shape = (hi[0] - lo[0] + 1, hi[1] - lo[1] + 1)
+            if shape[0] * shape[1] > _GRID_LIMIT:  # too wide for a grid: this batch's pairs as triples
+                pairs, counts = np.unique(np.stack([ref, pred], axis=1), axis=0, return_counts=True)
+                self._add_sparse(pairs[:, 0], pairs[:, 1], counts)
+                return self
+            self._grid, self._lo = np.zeros(shape, dtype=np.int64), lo
+            grid = self._grid
+        keys = (ref - self._lo[0]) * grid.shape[1] + (pred - self._lo[1])
+        grid += np.bincount(keys, minlength=grid.size).reshape(grid.shape)
         return self
 
     def _add_sparse(self, r, p, c) -> None:

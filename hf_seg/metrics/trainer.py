@@ -39,14 +39,6 @@ def logits_to_predictions(logits, size, align_corners: bool = False) -> torch.Te
     return logits.argmax(dim=1)
 
 
-def _class_name(id2label, index: int) -> str:
-    if id2label:
-        for key in (index, str(index)):  # config.id2label has int keys, JSON-loaded ones str keys
-            if key in id2label:
-                return str(id2label[key])
-    return str(index)
-
-
 def make_compute_metrics(
     num_labels: int,
     ignore_index: int | None = 255,
@@ -71,7 +63,9 @@ def make_compute_metrics(
     result.
     """
     metric = ConfusionMatrix(num_labels, ignore_index=ignore_index, nan_to_num=nan_to_num)
-    names = [_class_name(id2label, i) for i in range(num_labels)] if per_category else None
+    # config.id2label has int keys, a JSON-loaded one str keys
+    names = [str((id2label or {}).get(i, (id2label or {}).get(str(i), i))) for i in range(num_labels)] \
+        if per_category else None
 
     def compute_metrics(eval_pred, compute_result: bool = True) -> dict[str, Any]:
         logits = eval_pred.predictions if hasattr(eval_pred, "predictions") else eval_pred[0]

@@ -97,10 +97,7 @@ class MeanIoU(evaluate.Metric):
         """Add one (prediction, reference) pair of maps."""
         if not self._streaming():
             return super().add(prediction=prediction, reference=reference, **kwargs)
-        if kwargs:
-            raise ValueError(f"Bad inputs for evaluation module: {sorted(kwargs)}. "
-                             "All required inputs are ['predictions', 'references']")
-        self._accumulate([prediction], [reference])
+        return self.add_batch(predictions=[prediction], references=[reference], **kwargs)
 
     def compute(self, *, predictions=None, references=None, **kwargs):
         """Mean IoU over everything added so far plus ``predictions``/``references``; resets the state.

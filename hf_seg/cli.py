@@ -18,6 +18,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+from .families import family_names
+
 __all__ = ["COMMANDS", "UsageError", "build_parser", "main", "run_command"]
 
 
@@ -121,7 +123,7 @@ def _convert(args) -> int:
 
 
 def _kernels_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Build the compiled deformable-attention kernel (UN-EPT) "
+    p = argparse.ArgumentParser(prog=prog, description="Build the compiled multi-scale deformable-attention kernel "
                                                        "ahead of time; without it a pure-PyTorch fallback runs.")
     p.add_argument("action", choices=["build"])
     p.add_argument("--cuda", action="store_true", help="also build the CUDA kernel (default: when a GPU is present)")
@@ -234,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
 
     parser = argparse.ArgumentParser(
-        prog="hf-seg", description="SETR, RegionProxy, UN-EPT, SeMask-FPN and the MIT CSAIL ADE20K models as Hugging "
-                                   "Face transformers models. `hf-seg COMMAND --help` describes each command.")
+        prog="hf-seg", description=f"Semantic segmentation models ({', '.join(family_names())}) as Hugging Face "
+                                   "transformers models. `hf-seg COMMAND --help` describes each command.")
     parser.add_argument("--version", action="version", version=f"hf-seg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, command in COMMANDS.items():

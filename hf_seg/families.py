@@ -145,6 +145,12 @@ def families() -> dict[str, Family]:
     return found
 
 
+def family_names() -> list[str]:
+    """The families' folder names, from the file system alone (the command line's help texts run without torch)."""
+    modeling = Path(__file__).parent / "modeling"
+    return sorted(init.parent.name for init in modeling.glob("*/__init__.py"))
+
+
 def get_family(name: str) -> Family:
     registry = families()
     if name not in registry:

@@ -8,7 +8,8 @@ live on the hub under ``hub_id`` once released.
 ``presets.json``: ``"rows"`` hold the :class:`ZooEntry` fields of each row. To keep rows short, ``"defaults"`` gives
 the fields a row does not state (for ``config``/``processor``/``extra``/``paper``: keys merged under the row's own), a
 row's ``config``/``processor``/``extra`` may be a list of ``"@part"`` names (dicts in ``"parts"``) and dicts merged in
-order, and its ``notes`` a list of text and ``"@sentence"`` names (``"sentences"``) joined with spaces.
+order, and its ``notes`` a list of text and ``"@sentence"`` names (``"sentences"``) joined with spaces. One family's
+file names the demo's default row (``"demo_row"``).
 """
 
 from __future__ import annotations
@@ -145,11 +146,16 @@ def _entry(family: str, row: dict, doc: dict, where: str) -> ZooEntry:
 
 
 @lru_cache(maxsize=None)
-def _presets(family: Family) -> tuple[FamilyFacts | None, tuple[ZooEntry, ...]]:
+def _document(family: Family) -> dict:
     path = family.folder / "presets.json"
-    if not path.is_file():
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+@lru_cache(maxsize=None)
+def _presets(family: Family) -> tuple[FamilyFacts | None, tuple[ZooEntry, ...]]:
+    doc, path = _document(family), family.folder / "presets.json"
+    if not doc:
         return None, ()
-    doc = json.loads(path.read_text(encoding="utf-8"))
     bib_path = path.with_name("citation.bib")
     bib = _bibtex_entries(bib_path.read_text(encoding="utf-8")) if bib_path.is_file() else {}
     missing = [c["bibtex"] for c in doc.get("citations", []) if c["bibtex"] not in bib]
@@ -179,6 +185,15 @@ def _registry() -> dict[str, ZooEntry]:
 
 def list_models(family: str | None = None) -> list[ZooEntry]:
     return [e for e in _registry().values() if family is None or e.family == family]
+
+
+def demo_row() -> str:
+    """The row ``hf-seg demo`` finetunes unless told otherwise: the one a family's ``presets.json`` names under
+    ``"demo_row"`` (a compact model that learns something from random weights in minutes on a CPU)."""
+    named = [doc["demo_row"] for doc in map(_document, families().values()) if "demo_row" in doc]
+    if len(named) != 1:
+        raise ValueError(f"exactly one family's presets.json must name a \"demo_row\"; found {named}")
+    return get_entry(named[0]).name
 
 
 def get_entry(name: str) -> ZooEntry:

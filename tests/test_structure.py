@@ -9,14 +9,13 @@ import json
 import subprocess
 import sys
 import tokenize
-import warnings
 from pathlib import Path
 
 import pytest
 
 from hf_seg.configuration_utils import HfSegConfig
 from hf_seg.conversion import OriginalConverter
-from hf_seg.families import Family, families, family_module
+from hf_seg.families import Family, families, family_module, family_names
 
 PACKAGE = Path(__file__).resolve().parents[1] / "hf_seg"
 FAMILY_DIRS = {name: PACKAGE / "modeling" / name for name in families()}
@@ -25,15 +24,6 @@ FAMILY_DIRS = {name: PACKAGE / "modeling" / name for name in families()}
 # string literals). Dataset and backbone names (ade20k, vit, swin, deit, resnet) are no family's.
 FAMILY_WORDS = ("csail", "mit_semseg", "setr", "hlg", "regionproxy", "region_proxy", "regproxy", "unept", "un-ept",
                 "un_ept", "dt_offset", "semask")
-
-# Shared modules that still name a family, with the owner who empties the entry: "path relative to hf_seg/" -> why
-# it is still here. An entry that is no longer needed draws a warning (remove it: the list only shrinks).
-ALLOWED_NAMES = {
-    "conversion/config_reader.py": "helper safety: error message names the CSAIL config format",
-    "demo.py": "helper cli: the demo's default zoo row",
-    "cli.py": "helper cli: help texts list the families (the registry's folder names can say it without imports)",
-}
-
 
 def _shared_modules() -> list[Path]:
     inside = [d.resolve() for d in FAMILY_DIRS.values()]
@@ -64,17 +54,8 @@ def _family_words_in(path: Path) -> list[str]:
 
 
 def test_shared_code_names_no_family():
-    found = {}
-    for path in _shared_modules():
-        hits = _family_words_in(path)
-        if hits:
-            found[str(path.relative_to(PACKAGE))] = hits
-    unexpected = {k: v for k, v in found.items() if k not in ALLOWED_NAMES}
-    assert not unexpected, "shared modules name a family (ask hf_seg.families instead):\n" + "\n".join(
-        h for hits in unexpected.values() for h in hits)
-    stale = sorted(set(ALLOWED_NAMES) - set(found))
-    if stale:
-        warnings.warn(f"tests/test_structure.py: ALLOWED_NAMES entries no longer needed (remove them): {stale}")
+    found = [hit for path in _shared_modules() for hit in _family_words_in(path)]
+    assert not found, "shared modules name a family (ask hf_seg.families instead):\n" + "\n".join(found)
 
 
 def _imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -110,6 +91,10 @@ def test_imports_run_from_families_to_shared_code_only():
             if there is not None and there != here:
                 wrong.append(f"{path.relative_to(PACKAGE)}:{line} imports {target}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_folder_names_are_the_families():
+    assert family_names() == sorted(families())
 
 
 @pytest.mark.parametrize("name", sorted(FAMILY_DIRS))

@@ -38,14 +38,14 @@ _DELETE_KEY = "_delete_"
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
-    """Read an original config (``.py`` mmseg style or ``.yaml`` CSAIL style) into a plain dict."""
+    """Read an original config (``.py`` mmseg style or ``.yaml`` yacs style) into a plain dict."""
     path = Path(path)
     if path.suffix == ".py":
         return _read_python_config(path, seen=(), budget=_Budget())
     if path.suffix in (".yaml", ".yml"):
         return _read_yaml_config(path)
     _read_text(path)  # a missing or unreadable file says so before its type does
-    raise ConfigError(f"unsupported config type {path.suffix!r} ({path}): expected an mmseg .py or a CSAIL .yaml")
+    raise ConfigError(f"unsupported config type {path.suffix!r} ({path}): expected an mmseg .py or a yacs .yaml")
 
 
 class _Budget:

@@ -118,18 +118,26 @@ def test_family_declares_the_interface(name):
 
 
 def test_import_hf_seg_imports_no_model_code():
+    """Configs are registered at import; model code, timm, custom ops and transformers' image utilities (which import
+    torchvision and torch._dynamo) only on first use. Processors are registered as soon as AutoImageProcessor exists."""
     script = """
 import json, sys
 import hf_seg
-from transformers import AutoConfig, AutoImageProcessor
+from transformers import AutoConfig
 from hf_seg.families import families
 for family in families().values():
     assert isinstance(AutoConfig.for_model(family.model_type), family.config_class)
 print(json.dumps(sorted(sys.modules)))
+from transformers import AutoImageProcessor
+from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
+for family in families().values():
+    assert set(IMAGE_PROCESSOR_MAPPING[family.config_class].values()) == {family.processor_class}, family.name
 """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
     loaded = json.loads(result.stdout.splitlines()[-1])
-    heavy = [m for m in loaded if m.split(".")[0] in ("timm", "mit_semseg") or m.startswith("hf_seg.kernels")
+    heavy = [m for m in loaded if m.split(".")[0] in ("timm", "mit_semseg", "torchvision")
+             or m.startswith(("hf_seg.kernels", "transformers.image_utils", "transformers.modeling_utils"))
              or (_family_of_module(m) and m.rpartition(".")[2].startswith(("modeling_", "convert_", "original")))]
     assert not heavy, heavy
 

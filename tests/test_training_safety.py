@@ -388,6 +388,8 @@ def test_images_without_annotation_are_counted_not_dropped_silently(model_dir, t
     assert (f"note: 1 image(s) of the train split have no annotation file and are left out "
             f"(e.g. {data / 'train' / 'a4.png'})") in out, out
     assert "(camvid, 4 train)" in out, out
+    assert any("1 image(s) of the train split" in note for note in
+               json.loads((tmp_path / "out" / "recipe.json").read_text())["notes"])
 
 
 def test_impossible_arguments_are_refused_before_anything_runs(model_dir, tmp_path, capsys):

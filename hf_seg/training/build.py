@@ -399,7 +399,7 @@ def build_trainer(args, targs, callbacks=None):
         backbone_prefixes=declared.backbone_prefixes, dataset=dataset_name, num_labels=model.config.num_labels,
         label_set=_label_set_json(info, model.config.num_labels), loss_weights=_loss_weights(declared, model.config),
         batch_norm=bn, extra_targets=targets, flip_target_fixes=args.flip_target_fixes,
-        max_grad_norm=targs.max_grad_norm, notes=_batchnorm_notes(bn))
+        max_grad_norm=targs.max_grad_norm, notes=data_notes + _batchnorm_notes(bn))
     if is_main:
         write_recipe_json(report, targs.output_dir)
     say(f"model: {args.model} ({family}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, "

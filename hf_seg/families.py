@@ -169,14 +169,9 @@ def family_of_config(config) -> Family:
 
 def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` (PEP 562) for a family package: ``exports`` maps a public name to the module of the
-    package that defines it, imported on first access. ``CONFIG_CLASS``, ``MODEL_CLASS``, ``CONVERTER`` and
-    ``BACKBONE_PREFIXES`` answer from ``FAMILY`` (the names shared code used before the declaration existed)."""
-    aliases = {"CONFIG_CLASS": "config_class", "MODEL_CLASS": "model_class", "CONVERTER": "converter_class",
-               "BACKBONE_PREFIXES": "backbone_prefixes"}
+    package that defines it, imported on first access."""
 
     def __getattr__(name: str) -> Any:
-        if name in aliases:
-            return getattr(importlib.import_module(package).FAMILY, aliases[name])
         if name in exports:
             return getattr(importlib.import_module(f"{package}.{exports[name]}"), name)
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
@@ -184,21 +179,6 @@ def lazy_exports(package: str, exports: dict[str, str]) -> Callable[[str], Any]:
     return __getattr__
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# the names used before the declaration existed (tests and scripts of other areas still use them)
-# ----------------------------------------------------------------------------------------------------------------
-
-
 def family_module(name: str) -> ModuleType:
-    """The family's package (``module.CONFIG_CLASS`` / ``MODEL_CLASS`` / ``CONVERTER`` / ``tiny_config``)."""
+    """The family's package (its public names and ``tiny_config``, the small config tests build)."""
     return importlib.import_module(get_family(name).package)
-
-
-def all_families() -> dict[str, ModuleType]:
-    return {name: family_module(name) for name in families()}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "FAMILY_MODULES":  # name -> package path, computed on first use so that the scan is lazy
-        return {name: family.package for name, family in families().items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from hf_seg.families import family_module
+from hf_seg.families import family_module, get_family
 from hf_seg.modeling.setr.configuration_setr import (
     fcn_head, hlg_up_head, mla_aux_head, mla_head, pup_aux_head, pup_head,
 )
@@ -33,7 +33,7 @@ class Variant:
 
     def model(self, seed: int = 0, **overrides):
         torch.manual_seed(seed)
-        return family_module(self.family).MODEL_CLASS(self.config(**overrides))
+        return get_family(self.family).model_class(self.config(**overrides))
 
     def inputs(self, batch: int = 2, seed: int = 0, labels: bool = False) -> dict:
         g = torch.Generator().manual_seed(seed)

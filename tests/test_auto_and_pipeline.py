@@ -13,7 +13,7 @@ import hf_seg
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation, pipeline
 
 from fixture_utils import ROOT
-from hf_seg.families import FAMILY_MODULES, all_families
+from hf_seg.families import families
 from hf_seg.zoo import build_model, build_processor
 
 ADE_IMAGE = ROOT / "tests" / "data" / "ade20k" / "images" / "validation" / "ADE_val_00000002.jpg"
@@ -33,11 +33,11 @@ def tiny_csail_dir(tmp_path_factory):
 def test_every_family_is_registered_without_name_clashes():
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    for name, module in all_families().items():
-        model_type = module.CONFIG_CLASS.model_type
+    for name, family in families().items():
+        model_type = family.model_type
         assert model_type.startswith("hfseg_") and model_type not in CONFIG_MAPPING_NAMES, name
-        assert isinstance(AutoConfig.for_model(model_type), module.CONFIG_CLASS)
-    assert set(FAMILY_MODULES) >= {"csail"}
+        assert isinstance(AutoConfig.for_model(model_type), family.config_class)
+    assert set(families()) >= {"csail"}
     hf_seg.register_auto_classes()  # idempotent
 
 

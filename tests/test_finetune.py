@@ -20,7 +20,7 @@ from torchvision import tv_tensors
 
 import hf_seg  # noqa: F401  (registers the Auto classes)
 from hf_seg import HfSegImageProcessor
-from hf_seg.families import FAMILY_MODULES, family_module
+from hf_seg.families import families, family_module, family_of_config
 from hf_seg.label_sets import get_label_set
 from hf_seg.training import Pipeline, get_recipe, list_recipes, override, recipe_for, scale_recipe
 from hf_seg.training.model_inputs import EpochKeySampler, SegmentationCollator
@@ -47,10 +47,8 @@ def save_model_dir(path: Path, config, id2label=None, eval_size=(96, 128), seed=
     config.num_labels = len(id2label)
     config.id2label = dict(id2label)
     config.label2id = {v: k for k, v in id2label.items()}
-    _, module = next((n, family_module(n)) for n in FAMILY_MODULES
-                     if family_module(n).CONFIG_CLASS.model_type == config.model_type)
     torch.manual_seed(seed)
-    model = module.MODEL_CLASS(config)
+    model = family_of_config(config).model_class(config)
     model.save_pretrained(path)
     HfSegImageProcessor(resize_mode="fixed", size={"height": eval_size[0], "width": eval_size[1]}).save_pretrained(path)
     return path
@@ -289,12 +287,12 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_dir, tmp_pa
         torch.testing.assert_close(resumed[key], straight[key], rtol=0, atol=1e-6, msg=key)
 
 
-@pytest.mark.parametrize("family", sorted(FAMILY_MODULES))
+@pytest.mark.parametrize("family", sorted(families()))
 def test_every_family_trains_one_step_through_the_script(family, tmp_path):
     module = family_module(family)
     assert hasattr(module, "tiny_config") and "tiny_config" in module.__all__, f"hf_seg.modeling.{family}"
     # the model averages its own loss: the Trainer must not rescale it by the number of processes
-    assert module.MODEL_CLASS.accepts_loss_kwargs is False
+    assert families()[family].model_class.accepts_loss_kwargs is False
     config = module.tiny_config()
     size = getattr(config, "image_size", None) or 64  # UN-EPT: any multiple of 8 (its targets come from the pipeline)
     size = list(size) if isinstance(size, (list, tuple)) else [size, size]

@@ -13,7 +13,7 @@ from torch import nn
 
 import hf_seg
 from hf_seg import fusion
-from hf_seg.families import family_module
+from hf_seg.families import family_module, get_family
 from hf_seg.fusion import optimize_for_inference
 
 # every family's tiny config; the hybrid RegionProxy has timm's standardised convs, the dilated ResNet a PPM
@@ -46,7 +46,7 @@ def _model(case: str, **extra) -> nn.Module:
     family, overrides = CASES[case]
     torch.manual_seed(0)
     module = family_module(family)
-    model = module.MODEL_CLASS(module.tiny_config(**overrides, **extra)).eval()
+    model = get_family(family).model_class(module.tiny_config(**overrides, **extra)).eval()
     _randomise_norms(model)
     return model
 

@@ -24,7 +24,7 @@ from torch import nn
 
 import hf_seg  # noqa: F401  (registers the Auto classes)
 from model_variants import LIGHT, PER_FAMILY, VARIANTS, ids, params
-from hf_seg.families import family_module
+from hf_seg.families import family_module, get_family
 from transformers import AutoConfig, AutoModelForSemanticSegmentation
 from transformers import initialization as hf_init
 
@@ -258,7 +258,7 @@ def test_init_weights_covers_every_tensor(variant):
     """transformers' ``test_can_init_all_missing_weights`` (every tensor initialised by ``_init_weights``, so the
     meta-device path of ``from_pretrained(state_dict={})`` equals ``__init__``) and
     ``test_init_weights_can_init_buffers`` (buffers recomputed on meta-device init), run on our families."""
-    cls = family_module(variant.family).MODEL_CLASS
+    cls = get_family(variant.family).model_class
     config = variant.config()
     with _seeded_init():
         from_init = cls(copy.deepcopy(config))

@@ -223,14 +223,14 @@ def test_dry_run_of_every_preset_equals_the_original_config(family, tmp_path):
 
 def test_presets_carry_their_recipe_in_the_config(tmp_path):
     """A save_pretrained copy of a preset resolves the same recipe as the preset name."""
-    from hf_seg.families import family_module
+    from hf_seg.families import get_family
 
     row = "setr-mla-ade20k-512-bs8"  # bs 8: 1 image x 8 GPUs, lr 0.001
     config = zoo.build_config(row, hidden_size=64, num_hidden_layers=4, num_attention_heads=2,
                               mla_index=[0, 1, 2, 3])  # a narrow copy: the recipe does not depend on the width
     assert config.training_recipe["row"] == row
     folder = tmp_path / "copy"
-    family_module("setr").MODEL_CLASS(config).save_pretrained(folder)
+    get_family("setr").model_class(config).save_pretrained(folder)
     zoo.build_processor(row).save_pretrained(folder)
     copy = dry(folder, tmp=tmp_path)
     preset = dry(row, tmp=tmp_path)

@@ -218,6 +218,13 @@ def run_command(name: str, argv: list[str], prog: str | None = None) -> int:
         if command.run_argv is not None:
             return command.run_argv(argv, prog)
         args = command.parser(prog).parse_args(argv)
+        if isinstance(getattr(args, "model", None), str):  # a mistyped --model is answered before torch is imported
+            from .model_loading import ModelLoadError, check_name
+
+            try:
+                check_name(args.model)
+            except ModelLoadError as err:
+                raise UsageError(str(err)) from None
         _complete_import()
         return command.run(args)
     except KeyboardInterrupt:

@@ -24,7 +24,7 @@ from typing import Any
 
 from .hub_or_path import looks_like_hub_id, no_network_message, similar_paths
 
-__all__ = ["LoadedModel", "ModelLoadError", "load"]
+__all__ = ["LoadedModel", "ModelLoadError", "check_name", "load"]
 
 MODES = ("inference", "finetune")
 # what the hub download fetches: configs (model, processor, sharded-weights index) and safetensors weights only
@@ -61,19 +61,21 @@ def _listed(keys) -> str:
     return ", ".join(keys[:_MAX_LISTED]) + more
 
 
-def _resolve(name: str) -> tuple[str, str]:
-    """(kind, folder or preset name); refuses names that are neither a folder, a zoo row nor a hub id."""
+def check_name(name: str) -> str:
+    """What ``name`` is: ``"folder"``, ``"preset"`` or ``"hub"`` (an ``org/name`` id, not looked up here); anything
+    else raises :class:`ModelLoadError` with the zoo's did-you-mean. Needs neither torch nor the network, so the
+    command line checks ``--model`` with it before the heavy imports."""
     from . import zoo
 
     if os.path.isdir(name):
-        return "folder", name
+        return "folder"
     if name in {e.name for e in zoo.list_models()}:
-        return "preset", name
+        return "preset"
     if os.path.exists(name):
         raise ModelLoadError(f"{name!r} is a file; a model is a folder (config.json, model.safetensors, "
                              f"preprocessor_config.json), a zoo name or a hub id")
     if looks_like_hub_id(name):
-        return "hub", _download(name)
+        return "hub"
     if os.sep in name or "/" in name or name.startswith((".", "~")):
         close = similar_paths(name)
         raise ModelLoadError(f"no folder {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
@@ -82,6 +84,12 @@ def _resolve(name: str) -> tuple[str, str]:
     except KeyError as err:
         raise ModelLoadError(f"{name!r} is not a folder, and {err.args[0]}") from None
     raise AssertionError("unreachable: get_entry accepted a name the zoo does not list")
+
+
+def _resolve(name: str) -> tuple[str, str]:
+    """(kind, folder or preset name): :func:`check_name`, then a hub id is downloaded."""
+    kind = check_name(name)
+    return (kind, _download(name)) if kind == "hub" else (kind, name)
 
 
 def _download(repo_id: str) -> str:

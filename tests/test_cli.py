@@ -17,7 +17,8 @@ PRESET = "csail-ade20k-mobilenetv2dilated-c1-deepsup"
 _PROBE = """
 import atexit, importlib, sys
 module, function = sys.argv.pop(1).split(":")
-atexit.register(lambda: print("IMPORTED", *sorted(m for m in ("torch", "transformers") if m in sys.modules),
+atexit.register(lambda: print("IMPORTED", *sorted(m for m in ("torch", "transformers", "timm", "hf_seg.predict")
+                                                    if m in sys.modules),
                               file=sys.stderr))
 sys.exit(getattr(importlib.import_module(module), function)())
 """
@@ -87,6 +88,16 @@ def test_a_mistyped_model_gets_did_you_mean_without_the_network(tmp_path, capsys
     err = capsys.readouterr().err
     assert status == 2 and time.perf_counter() - start < 60
     assert err.count("\n") == 1 and err.startswith("hf-seg predict: error: ") and f"did you mean {PRESET}" in err
+
+
+def test_the_console_script_answers_a_mistyped_model_before_loading_the_command(tmp_path):
+    result, imported, _ = _console("predict", str(ADE_IMAGE), "--model", PRESET[:-1], "--out", str(tmp_path / "o.png"),
+                                   env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    # answered before the command's own code (and timm) is imported; the zoo's rows still come with the families'
+    # configs, which import transformers
+    assert result.returncode == 2 and "hf_seg.predict" not in imported and "timm" not in imported
+    assert result.stderr.splitlines()[0].startswith(f"hf-seg predict: error: {PRESET[:-1]!r} is not a folder")
+    assert f"did you mean {PRESET}" in result.stderr
 
 
 def test_a_hub_id_offline_and_a_mistyped_dataset_fail_in_one_line(tmp_path, capsys):

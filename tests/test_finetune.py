@@ -126,18 +126,18 @@ def test_param_groups_lr_multipliers_and_no_decay():
         return next(g for g in groups if name in g["names"])
 
     toy = Toy()
-    unept = param_groups(toy, scale_recipe(get_recipe("unept-ade20k"), 1))
+    unept = param_groups(toy, scale_recipe(get_recipe("unept-ade20k"), 1), ("backbone",))
     assert group_of(unept, "backbone.0.weight")["lr"] == pytest.approx(1e-5)
     assert group_of(unept, "decode_head.0.weight")["lr"] == pytest.approx(1e-4)
-    regproxy = param_groups(toy, scale_recipe(get_recipe("regproxy-poly-ade20k"), 1))
+    regproxy = param_groups(toy, scale_recipe(get_recipe("regproxy-poly-ade20k"), 1), ("backbone",))
     assert group_of(regproxy, "backbone.pos_embed")["weight_decay"] == 0.0
     assert group_of(regproxy, "backbone.1.weight")["weight_decay"] == 0.0  # LayerNorm
     assert group_of(regproxy, "decode_head.1.weight")["weight_decay"] == 0.01  # BN: mmseg's "norm" key misses "bn"
-    csail = param_groups(toy, scale_recipe(get_recipe("csail-ade20k"), 1))
+    csail = param_groups(toy, scale_recipe(get_recipe("csail-ade20k"), 1), ("backbone",))
     assert group_of(csail, "decode_head.1.weight")["weight_decay"] == 0.0
     assert group_of(csail, "decode_head.0.bias")["weight_decay"] == 0.0
     assert group_of(csail, "decode_head.0.weight")["weight_decay"] == 1e-4
-    setr = param_groups(toy, scale_recipe(get_recipe("setr-ade20k"), 1))
+    setr = param_groups(toy, scale_recipe(get_recipe("setr-ade20k"), 1), ("backbone",))
     assert group_of(setr, "decode_head.2.weight")["lr"] == pytest.approx(1e-2)
     assert group_of(setr, "backbone.0.weight")["lr"] == pytest.approx(1e-3)
 

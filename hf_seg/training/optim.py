@@ -10,11 +10,8 @@ from torch import nn
 
 from .recipes import ParamRule, ResolvedRecipe, Schedule
 
-__all__ = ["BACKBONE_PREFIXES", "param_groups", "build_optimizer", "build_scheduler", "lr_factor"]
+__all__ = ["param_groups", "build_optimizer", "build_scheduler", "lr_factor"]
 
-# top-level module names that hold a family's backbone (the rest is "head"); a family package may export its own
-# ``BACKBONE_PREFIXES``
-BACKBONE_PREFIXES = ("backbone", "encoder")
 _LAYER_NORMS = (nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 _BATCH_NORMS = (nn.modules.batchnorm._BatchNorm, nn.SyncBatchNorm)
 
@@ -44,11 +41,16 @@ def _selects(rule: ParamRule, name: str, role: str, kind: str | None) -> bool:
     raise ValueError(f"unknown parameter selector {sel!r}")
 
 
-def param_groups(model: nn.Module, resolved: ResolvedRecipe, backbone_prefixes=BACKBONE_PREFIXES) -> list[dict]:
+def param_groups(model: nn.Module, resolved: ResolvedRecipe, backbone_prefixes=None) -> list[dict]:
     """Parameter groups with the recipe's lr/decay multipliers (first matching rule wins, as in mmcv).
 
     Each group carries ``lr`` (= scaled base lr x lr_mult), ``weight_decay`` and ``initial_lr_mult`` for the schedule.
+    ``backbone_prefixes`` (the top-level modules the "backbone" rules select) default to the model's family's.
     """
+    if backbone_prefixes is None:
+        from ..families import family_of_config
+
+        backbone_prefixes = family_of_config(model.config).backbone_prefixes
     recipe = resolved.recipe
     kinds = _kind_of_params(model)
     groups: OrderedDict[tuple[float, float], dict] = OrderedDict()
@@ -73,7 +75,7 @@ def param_groups(model: nn.Module, resolved: ResolvedRecipe, backbone_prefixes=B
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, resolved: ResolvedRecipe, backbone_prefixes=BACKBONE_PREFIXES):
+def build_optimizer(model: nn.Module, resolved: ResolvedRecipe, backbone_prefixes=None):
     recipe = resolved.recipe
     groups = param_groups(model, resolved, backbone_prefixes)
     for g in groups:

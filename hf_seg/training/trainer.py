@@ -23,7 +23,7 @@ from transformers import Trainer, TrainerCallback
 from .checkpoints import (STAGING, CheckpointWriteError, RunError, finalize_checkpoint, move_files_into,
                           write_failure_message)
 from .model_inputs import EpochKeySampler, TrainDataset
-from .optim import BACKBONE_PREFIXES, build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler
 from .recipes import ResolvedRecipe
 
 __all__ = ["SegmentationTrainer", "TimeBudgetCallback", "GracefulStop", "StopRequested", "NonFiniteTrainingError",
@@ -44,11 +44,11 @@ class SegmentationTrainer(Trainer):
     * evaluation: models whose config asks for sliding-window testing are evaluated that way (``hf_seg.inference``).
     """
 
-    def __init__(self, *args, recipe: ResolvedRecipe, backbone_prefixes=BACKBONE_PREFIXES, eval_collator=None,
+    def __init__(self, *args, recipe: ResolvedRecipe, backbone_prefixes=None, eval_collator=None,
                  skip_nonfinite_steps: bool = False, run_record: dict | None = None, **kwargs):
         self.recipe = recipe
         self.eval_collator = eval_collator
-        self.backbone_prefixes = tuple(backbone_prefixes)
+        self.backbone_prefixes = backbone_prefixes  # None: the model's family's
         self.schedule_horizon = {"max_steps": recipe.max_steps}
         self.skip_nonfinite_steps = skip_nonfinite_steps
         self.skipped_steps: list[int] = []

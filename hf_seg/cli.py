@@ -167,6 +167,28 @@ def _demo(args) -> int:
     return run(args)
 
 
+def _check_model(name: str) -> None:
+    """A mistyped ``--model`` is answered before the command's code (torch, timm, the Trainer) is imported."""
+    from .model_loading import ModelLoadError, check_name
+
+    try:
+        check_name(name)
+    except ModelLoadError as err:
+        raise UsageError(str(err)) from None
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` written out in full (``--flag VALUE`` or ``--flag=VALUE``), else None."""
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
 def _finetune(argv: list[str], prog: str) -> int:
     """Finetune parses its own arguments: ours and every ``TrainingArguments`` flag (which needs torch), so ``--help``
     shows ours and names the common Trainer flags; ``--help-all`` lists everything."""
@@ -181,6 +203,9 @@ def _finetune(argv: list[str], prog: str) -> int:
 
         finetune_parser(prog, trainer_arguments=False).print_help()
         return 0
+    model = _flag_value(argv, "--model")  # its full parser needs transformers' TrainingArguments: check before that
+    if model is not None:
+        _check_model(model)
     _complete_import()
     from .training.finetune import main as finetune_main
 
@@ -218,13 +243,8 @@ def run_command(name: str, argv: list[str], prog: str | None = None) -> int:
         if command.run_argv is not None:
             return command.run_argv(argv, prog)
         args = command.parser(prog).parse_args(argv)
-        if isinstance(getattr(args, "model", None), str):  # a mistyped --model is answered before torch is imported
-            from .model_loading import ModelLoadError, check_name
-
-            try:
-                check_name(args.model)
-            except ModelLoadError as err:
-                raise UsageError(str(err)) from None
+        if isinstance(getattr(args, "model", None), str):
+            _check_model(args.model)
         _complete_import()
         return command.run(args)
     except KeyboardInterrupt:

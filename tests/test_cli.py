@@ -13,6 +13,7 @@ from hf_seg.cli import COMMANDS, main
 
 ADE_IMAGE = ROOT / "tests" / "data" / "ade20k" / "images" / "validation" / "ADE_val_00000001.jpg"
 PRESET = "csail-ade20k-mobilenetv2dilated-c1-deepsup"
+CAMVID = ROOT / "demo_data" / "camvid"
 # the console script exactly as setup.cfg declares it, plus what it imported when it finished
 _PROBE = """
 import atexit, importlib, sys
@@ -98,6 +99,12 @@ def test_the_console_script_answers_a_mistyped_model_before_loading_the_command(
     assert result.returncode == 2 and "hf_seg.predict" not in imported and "timm" not in imported
     assert result.stderr.splitlines()[0].startswith(f"hf-seg predict: error: {PRESET[:-1]!r} is not a folder")
     assert f"did you mean {PRESET}" in result.stderr
+    # finetune parses its own arguments: the same answer, and no output folder is made
+    result, imported, _ = _console("finetune", "--model", PRESET[:-1], "--dataset", str(CAMVID), "--output-dir",
+                                   str(tmp_path / "run"), env={"HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert result.returncode == 2 and "hf_seg.predict" not in imported and "timm" not in imported
+    assert result.stderr.startswith(f"hf-seg finetune: error: {PRESET[:-1]!r} is not a folder")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_hub_id_offline_and_a_mistyped_dataset_fail_in_one_line(tmp_path, capsys):

@@ -418,3 +418,18 @@ def test_relaunch_picks_a_free_port_unless_one_was_given():
     assert rendezvous_arguments(["accelerate", "launch", "--main_process_port", "0"], {}) == ["--standalone"]
     given = rendezvous_arguments(["accelerate", "launch", "--main_process_port", "29611"], {"MASTER_ADDR": "10.0.0.2"})
     assert given == ["--master_addr", "10.0.0.2", "--master_port", "29611"]
+
+
+def test_a_pushed_run_keeps_its_local_state_off_the_hub():
+    """The files upload_folder sends (huggingface_hub's own filter) are the model's, not the lock, the run record,
+    staged or finished checkpoints or logs."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    from hf_seg.training.checkpoints import STAGING
+    from hf_seg.training.finetune import PUSH_IGNORE
+    from hf_seg.training.run_guard import LOCK_NAME, RUN_RECORD
+
+    model = ["config.json", "model.safetensors", "preprocessor_config.json", "README.md", "recipe.json"]
+    local = [LOCK_NAME, RUN_RECORD, f"{STAGING}/checkpoint-4/model.safetensors", "checkpoint-2/model.safetensors",
+             "runs/events.out.tfevents"]
+    assert sorted(filter_repo_objects(model + local, ignore_patterns=list(PUSH_IGNORE))) == sorted(model)

@@ -21,8 +21,15 @@ import json
 import os
 import sys
 
+from ..hub import TRAINING_STATE
 from .arguments import FinetuneArguments, parse_args
 from .build import build_trainer, dry_run, family_of
+from .checkpoints import STAGING
+from .run_guard import LOCK_NAME, RUN_RECORD
+
+# what a run leaves in its output folder besides the model stays off the hub: checkpoints and logs, the folder's lock,
+# the run record (its fingerprint names local paths) and interrupted checkpoint writes
+PUSH_IGNORE = (*TRAINING_STATE, LOCK_NAME, RUN_RECORD, f"{STAGING}/**")
 
 __all__ = ["FinetuneArguments", "parse_args", "build_trainer", "dry_run", "run", "main", "family_of"]
 
@@ -92,7 +99,7 @@ def run(args, targs, callbacks=None) -> dict:
     import uuid
 
     from .checkpoints import RunError, write_text_atomic
-    from ..hub import TRAINING_STATE, push_folder
+    from ..hub import push_folder
     from .hub import finetune_model_card
     from .run_guard import OutputDirLock, prepare_output_dir, resume_checkpoint, run_fingerprint, write_run_record
     from .trainer import GracefulStop, StopRequested
@@ -176,7 +183,7 @@ def run(args, targs, callbacks=None) -> dict:
             if push:
                 repo = targs.hub_model_id or os.path.basename(os.path.abspath(targs.output_dir))
                 url = push_folder(targs.output_dir, repo, token=targs.hub_token, private=targs.hub_private_repo,
-                                  commit_message="Upload finetuned model", ignore_patterns=TRAINING_STATE)
+                                  commit_message="Upload finetuned model", ignore_patterns=PUSH_IGNORE)
                 say(f"pushed to {url}")
         if eval_dataset is not None and is_main:
             ev = metrics["eval"]

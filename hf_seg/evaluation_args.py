@@ -37,7 +37,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None, prog: str | None
     parser.add_argument("--no-flip", action="store_true", help="with --aug-test: scales only")
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help="whole mode: images per forward (images of one size are batched; default 1); slide "
-                             "mode: crops per forward (default: all windows of an image)")
+                             "mode: crops per forward (default: 1 on the CPU, all windows of an image on a GPU)")
     parser.add_argument("--num-workers", type=non_negative_int, default=None,
                         help="data-loading worker processes per process (decode, resize, normalise, labels); "
                              "default: 2 on CPU, up to 8 per GPU; 0 loads in the main process")

@@ -113,6 +113,19 @@ def test_batching_reduces_forward_calls():
     assert all(c[2:] == (48, 48) for c in net.calls)
 
 
+def test_cpu_default_is_one_window_per_forward():
+    """On the CPU the windows go one at a time (as the originals run them): batching them was slower there and held
+    every window's activations at once."""
+    net = StridedNet().eval()
+    x = torch.randn(2, 3, 100, 130)
+    with torch.no_grad():
+        default = slide_inference(net, x, 48, 32)
+    assert net.calls == [(1, 3, 48, 48)] * (2 * num_windows(100, 130, 48, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(default, slide_inference_reference(net, x, 48, 32, num_labels=5),
+                                   rtol=1e-5, atol=1e-5)
+
+
 def test_slide_equals_whole_when_the_crop_covers_the_image():
     net = StridedNet().eval()
     x = torch.randn(1, 3, 90, 70)
